@@ -1,0 +1,170 @@
+// The live feed page: samples arrive over /ws/feeds/<uuid>/ (docs/PROTOCOL.md).
+"use strict";
+
+(function () {
+  const boot = JSON.parse(document.getElementById("feed-bootstrap").textContent);
+  const samples = boot.recent.slice();
+  let lastSeq = samples.length ? samples[samples.length - 1].seq : 0;
+  let stats = samples.length ? samples[samples.length - 1].stats : null;
+  let drawPending = false;
+
+  const $ = (id) => document.getElementById(id);
+  const statusEl = $("status");
+
+  function setText(id, value) {
+    const el = $(id);
+    if (el) el.textContent = value;
+  }
+
+  function fmt(x, digits = 4) {
+    return x === null || x === undefined ? "–" : Number(x).toFixed(digits);
+  }
+
+  function render() {
+    drawPending = false;
+    setText("last-seq", lastSeq);
+    if (stats) {
+      setText("n", stats.n);
+      if (boot.kind === "binary") {
+        setText("alpha", stats.alpha);
+        setText("beta", stats.beta);
+        setText("mean", fmt(stats.mean));
+        setText("ci", stats.ci95 ? `${fmt(stats.ci95[0], 3)} – ${fmt(stats.ci95[1], 3)}` : "–");
+        drawPosterior(stats.alpha, stats.beta);
+      } else {
+        setText("mean", fmt(stats.mean));
+        setText("variance", fmt(stats.variance));
+        setText("min", fmt(stats.min));
+        setText("max", fmt(stats.max));
+      }
+    }
+    drawChart();
+  }
+
+  function scheduleRender() {
+    if (!drawPending) {
+      drawPending = true;
+      requestAnimationFrame(render);
+    }
+  }
+
+  function drawChart() {
+    const canvas = $("chart");
+    const ctx = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height, pad = 10;
+    ctx.clearRect(0, 0, w, h);
+    if (!samples.length) return;
+    const values = samples.map((s) => s.value);
+    let lo = Math.min(...values), hi = Math.max(...values);
+    if (boot.kind === "binary") { lo = 0; hi = 1; }
+    if (hi === lo) { hi = lo + 1; }
+    const step = (w - 2 * pad) / Math.max(1, boot.maxPoints - 1);
+    const y = (v) => h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
+    ctx.strokeStyle = "#2f6fed";
+    ctx.fillStyle = "#2f6fed";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    samples.forEach((s, i) => {
+      const x = pad + i * step;
+      if (boot.kind === "binary") {
+        ctx.fillRect(x - 1, y(s.value) - 2, 3, 4);
+      } else if (i === 0) {
+        ctx.moveTo(x, y(s.value));
+      } else {
+        ctx.lineTo(x, y(s.value));
+      }
+    });
+    if (boot.kind !== "binary") ctx.stroke();
+    if (boot.kind === "binary" && stats) {
+      // The running posterior mean as a line across the chart.
+      ctx.strokeStyle = "#b76e00";
+      ctx.beginPath();
+      ctx.moveTo(pad, y(stats.mean));
+      ctx.lineTo(w - pad, y(stats.mean));
+      ctx.stroke();
+    }
+  }
+
+  // log Gamma by the Lanczos approximation (g = 7, n = 9).
+  const LANCZOS = [0.99999999999980993, 676.5203681218851, -1259.1392167224028,
+    771.32342877765313, -176.61502916214059, 12.507343278686905,
+    -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  function lgamma(z) {
+    if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - lgamma(1 - z);
+    z -= 1;
+    let x = LANCZOS[0];
+    for (let i = 1; i < 9; i++) x += LANCZOS[i] / (z + i);
+    const t = z + 7.5;
+    return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(x);
+  }
+
+  function drawPosterior(a, b) {
+    const canvas = $("posterior");
+    if (!canvas) return;
+    const ctx = canvas.getContext("2d");
+    const w = canvas.width, h = canvas.height, pad = 10;
+    ctx.clearRect(0, 0, w, h);
+    const logB = lgamma(a) + lgamma(b) - lgamma(a + b);
+    const points = [];
+    let peak = 0;
+    for (let i = 1; i < 400; i++) {
+      const x = i / 400;
+      const d = Math.exp((a - 1) * Math.log(x) + (b - 1) * Math.log1p(-x) - logB);
+      points.push([x, d]);
+      peak = Math.max(peak, d);
+    }
+    ctx.strokeStyle = "#1a8f4a";
+    ctx.fillStyle = "rgba(26, 143, 74, 0.15)";
+    ctx.beginPath();
+    ctx.moveTo(pad, h - pad);
+    for (const [x, d] of points) ctx.lineTo(pad + x * (w - 2 * pad), h - pad - (d / peak) * (h - 2 * pad));
+    ctx.lineTo(w - pad, h - pad);
+    ctx.fill();
+    ctx.stroke();
+    ctx.fillStyle = "#6b7480";
+    ctx.fillText("0", pad, h - 1);
+    ctx.fillText("1", w - pad - 6, h - 1);
+  }
+
+  function onFrame(frame) {
+    switch (frame.type) {
+      case "hello":
+        stats = frame.stats;
+        if (frame.last_seq < lastSeq) { samples.length = 0; }
+        lastSeq = Math.max(lastSeq, frame.last_seq);
+        setText("watching", frame.watching ?? "–");
+        break;
+      case "resync":
+        // What we missed is no longer kept: start the chart again.
+        samples.length = 0;
+        lastSeq = 0;
+        break;
+      case "sample":
+        if (frame.seq <= lastSeq) return;
+        samples.push(frame);
+        if (samples.length > boot.maxPoints) samples.splice(0, samples.length - boot.maxPoints);
+        lastSeq = frame.seq;
+        stats = frame.stats;
+        break;
+      case "presence":
+        setText("watching", frame.watching);
+        return;
+      default:
+        return;
+    }
+    scheduleRender();
+  }
+
+  function onState(state, delay) {
+    statusEl.dataset.state = state;
+    statusEl.textContent = state === "reconnecting" && delay
+      ? `reconnecting in ${(delay / 1000).toFixed(1)} s…` : state;
+  }
+
+  new LiveSocket({
+    url: () => LiveSocket.wsUrl(`/ws/feeds/${boot.uuid}/`, { key: boot.key, since: lastSeq || null }),
+    onMessage: onFrame,
+    onState,
+  });
+  render();
+})();

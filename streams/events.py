@@ -1,0 +1,78 @@
+"""Live events of feeds: group names, frame shapes, and sending after commit.
+
+This is the only module of the streams app that talks to the hub. A sample is
+encoded once, here, by the process that wrote it; every viewer in every process
+receives those same bytes.
+"""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from collections.abc import Sequence
+from typing import Any, Literal, TypedDict
+
+from django.db import transaction
+
+from streams.models import Feed, FeedKind, Sample
+from streamsite import hub
+from streamsite.live import encode
+
+
+class SampleFrame(TypedDict):
+    type: Literal["sample"]
+    seq: int
+    value: float | int
+    ts: float
+    stats: dict[str, Any]
+
+
+class HelloFrame(TypedDict):
+    type: Literal["hello"]
+    feed: dict[str, str]
+    last_seq: int
+    stats: dict[str, Any]
+
+
+class ResyncFrame(TypedDict):
+    type: Literal["resync"]
+    reason: str
+    since: int
+    oldest_seq: int | None
+
+
+def feed_group(feed_uuid: uuid_module.UUID | str) -> str:
+    return f"feed.{feed_uuid}"
+
+
+def wire_value(kind: str, value: float) -> float | int:
+    return int(value) if kind == FeedKind.BINARY else value
+
+
+def sample_frame(kind: str, sample: Sample) -> SampleFrame:
+    return {
+        "type": "sample",
+        "seq": sample.seq,
+        "value": wire_value(kind, sample.value),
+        "ts": sample.ts,
+        "stats": sample.stats,
+    }
+
+
+def hello_frame(feed: Feed, summary: dict[str, Any]) -> HelloFrame:
+    return {
+        "type": "hello",
+        "feed": {"uuid": str(feed.uuid), "name": feed.name, "kind": feed.kind},
+        "last_seq": feed.last_seq,
+        "stats": summary,
+    }
+
+
+def resync_frame(*, reason: str, since: int, oldest_seq: int | None) -> ResyncFrame:
+    return {"type": "resync", "reason": reason, "since": since, "oldest_seq": oldest_seq}
+
+
+def samples_published(feed: Feed, samples: Sequence[Sample]) -> None:
+    """Broadcast the samples to every viewer once the transaction commits."""
+    items = [(s.seq, encode(sample_frame(feed.kind, s))) for s in samples]
+    group = feed_group(feed.uuid)
+    transaction.on_commit(lambda: hub.publish(group, items))

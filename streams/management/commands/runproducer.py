@@ -1,0 +1,51 @@
+import signal
+import threading
+import uuid
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from streams.models import Producer
+from streams.producers import ConfigError, loop_for, run_until_stopped
+
+
+def find_producer(ref: str) -> Producer:
+    """A producer by UUID or by name."""
+    queryset = Producer.objects.select_related("feed", "tenant")
+    try:
+        return queryset.get(uuid=uuid.UUID(ref))
+    except (ValueError, Producer.DoesNotExist):
+        pass
+    matches = list(queryset.filter(name=ref)[:2])
+    if len(matches) != 1:
+        raise CommandError(f"No single producer with UUID or name {ref!r}.")
+    return matches[0]
+
+
+class Command(BaseCommand):
+    help = "Run one producer in the foreground until SIGINT or SIGTERM."
+
+    def add_arguments(self, parser):
+        parser.add_argument("producer", help="producer UUID or name")
+
+    def handle(self, *args, producer: str, **options):
+        found = find_producer(producer)
+        try:
+            loop = loop_for(found)
+        except ConfigError as exc:
+            raise CommandError(f"{found}: {exc}") from exc
+        stop = threading.Event()
+
+        def request_stop(signum, frame):
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        self.stdout.write(f"Running {found} -> feed {found.feed.uuid}", ending="\n")
+        self.stdout.flush()
+        try:
+            run_until_stopped(loop, stop)
+        finally:
+            close_old_connections()
+            Producer.objects.filter(pk=found.pk).update(status="stopped")
+        self.stdout.write(f"Stopped {found}.")

@@ -1,0 +1,115 @@
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from tenants.models import Tenant
+
+
+def default_retention() -> int:
+    return settings.FEED_DEFAULT_RETENTION
+
+
+class FeedKind(models.TextChoices):
+    BINARY = "binary", "Binary (0/1)"
+    NUMERIC = "numeric", "Numeric"
+
+
+class Feed(models.Model):
+    """A persisted stream of samples with running statistics.
+
+    ``last_seq`` and ``stats`` are updated in the same transaction as the samples
+    they describe, under a row lock on the feed: that lock is what makes the
+    sequence gap-free when several producers publish at once.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="feeds")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=FeedKind.choices, default=FeedKind.BINARY)
+    retention_count = models.PositiveIntegerField(
+        default=default_retention, help_text="How many of the newest samples are kept."
+    )
+    retention_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="If set, samples older than this are also dropped."
+    )
+    share_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Lets people without an account view the feed; revoke by clearing it.",
+    )
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text="Other sites (one origin per line, e.g. https://example.org) whose pages "
+        "may open this feed with its share key.",
+    )
+    last_seq = models.BigIntegerField(default=0)
+    stats = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant.slug})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("feed-detail", args=[self.uuid])
+
+
+class Sample(models.Model):
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="samples")
+    seq = models.BigIntegerField()
+    value = models.FloatField()
+    ts = models.FloatField(help_text="Unix seconds, as the producer gave it or as received.")
+    # The feed's statistics right after this sample: replayed frames carry the
+    # same numbers the live ones did, without re-reading the whole history.
+    stats = models.JSONField()
+
+    class Meta:
+        constraints = [
+            # The backstop for gap-free numbering; also the index every replay uses.
+            models.UniqueConstraint(fields=["feed", "seq"], name="one_sample_per_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed_id}#{self.seq}={self.value}"
+
+
+class ProducerKind(models.TextChoices):
+    BERNOULLI = "bernoulli", "Bernoulli"
+    RANDOM_WALK = "randomwalk", "Random walk"
+    CLOCK = "clock", "Clock"
+    IOPIN = "iopin", "IO pin"
+    BUZZER = "buzzer", "Buzzer"
+    EXTERNAL = "external", "External (token only)"
+
+
+class Producer(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="producers")
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="producers")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=ProducerKind.choices)
+    config = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Only a SHA-256 of the token is stored; the token itself is shown once.
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    token_prefix = models.CharField(max_length=12, blank=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

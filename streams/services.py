@@ -1,0 +1,151 @@
+"""Writes to feeds: samples, feeds and producers."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+
+from streams import events
+from streams.models import Feed, FeedKind, Producer, Sample
+from streams.stats import accumulator_for
+from tenants.models import Tenant
+
+# Pruning old samples every so many keeps the per-sample cost flat.
+_PRUNE_EVERY = 500
+MAX_VALUES_PER_FRAME = 1000
+
+
+class SampleRejected(ValueError):
+    """A sample the feed cannot take; nothing was written. ``code`` is the wire error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _number(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise SampleRejected("bad_value", f"{what} must be a number, got {type(raw).__name__}")
+    if not math.isfinite(raw):
+        raise SampleRejected("bad_value", f"{what} must be finite")
+    return float(raw)
+
+
+def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float | None]]:
+    """Validate one publish frame ({"value"}, {"value", "ts"} or {"values"}) for a feed kind."""
+    if not isinstance(frame, dict):
+        raise SampleRejected("bad_frame", "a frame must be a JSON object")
+    if "values" in frame:
+        raw_values = frame["values"]
+        if not isinstance(raw_values, list) or not raw_values:
+            raise SampleRejected("bad_frame", '"values" must be a non-empty list')
+        if len(raw_values) > MAX_VALUES_PER_FRAME:
+            raise SampleRejected(
+                "bad_frame", f'"values" takes at most {MAX_VALUES_PER_FRAME} samples'
+            )
+        pairs = [(raw, None) for raw in raw_values]
+    elif "value" in frame:
+        ts = frame.get("ts")
+        pairs = [(frame["value"], None if ts is None else _number(ts, '"ts"'))]
+    else:
+        raise SampleRejected("bad_frame", 'a frame needs "value" or "values"')
+    inputs = []
+    for raw, ts in pairs:
+        value = _number(raw, "value")
+        if kind == FeedKind.BINARY and value not in (0.0, 1.0):
+            raise SampleRejected("bad_value", "this feed is binary: values must be 0 or 1")
+        inputs.append((value, ts))
+    return inputs
+
+
+def samples_append(*, feed: Feed, values: Sequence[tuple[float, float | None]]) -> list[Sample]:
+    """Persist samples with the next sequence numbers and update the feed's statistics.
+
+    The feed row is locked for the transaction, so concurrent producers get
+    consecutive, gap-free numbers. Viewers are notified after commit. Values
+    must have been validated (sample_inputs_from_frame); a bad one raises and
+    rolls everything back.
+    """
+    if not values:
+        return []
+    now = time.time()
+    with transaction.atomic():
+        locked = Feed.objects.select_for_update().get(pk=feed.pk)
+        accumulator = accumulator_for(locked.kind, locked.stats)
+        samples = []
+        seq = locked.last_seq
+        for value, ts in values:
+            accumulator.add(value)
+            seq += 1
+            samples.append(
+                Sample(
+                    feed_id=locked.pk,
+                    seq=seq,
+                    value=value,
+                    ts=now if ts is None else ts,
+                    stats=accumulator.summary(),
+                )
+            )
+        Sample.objects.bulk_create(samples)
+        Feed.objects.filter(pk=locked.pk).update(last_seq=seq, stats=accumulator.state())
+        crossed_prune_mark = seq // _PRUNE_EVERY != locked.last_seq // _PRUNE_EVERY
+        locked.last_seq = seq
+        if crossed_prune_mark:
+            _prune(locked, now)
+        events.samples_published(locked, samples)
+    return samples
+
+
+def _prune(feed: Feed, now: float) -> None:
+    Sample.objects.filter(feed_id=feed.pk, seq__lte=feed.last_seq - feed.retention_count).delete()
+    if feed.retention_seconds:
+        Sample.objects.filter(feed_id=feed.pk, ts__lt=now - feed.retention_seconds).delete()
+
+
+def feed_create(
+    *, tenant: Tenant, name: str, kind: str = FeedKind.BINARY, share: bool = False
+) -> Feed:
+    return Feed.objects.create(
+        tenant=tenant,
+        name=name,
+        kind=kind,
+        share_key=secrets.token_urlsafe(24) if share else None,
+    )
+
+
+def feed_share_key_rotate(*, feed: Feed) -> str:
+    feed.share_key = secrets.token_urlsafe(24)
+    feed.save(update_fields=["share_key"])
+    return feed.share_key
+
+
+def producer_create(
+    *, feed: Feed, kind: str, name: str = "", config: dict[str, Any] | None = None
+) -> tuple[Producer, str]:
+    """Create a producer; returns it and its token, which is never stored or shown again."""
+    producer = Producer(
+        tenant=feed.tenant, feed=feed, kind=kind, name=name or f"{kind} for {feed.name}"
+    )
+    producer.config = config or {}
+    token = _set_token(producer)
+    producer.save()
+    return producer, token
+
+
+def producer_token_rotate(*, producer: Producer) -> str:
+    token = _set_token(producer)
+    producer.save(update_fields=["token_hash", "token_prefix"])
+    return token
+
+
+def _set_token(producer: Producer) -> str:
+    token = "sst_" + secrets.token_urlsafe(32)
+    producer.token_hash = Producer.hash_token(token)
+    producer.token_prefix = token[:8]
+    return token

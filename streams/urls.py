@@ -1,0 +1,9 @@
+from django.urls import path
+
+from streams import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("feeds/<uuid:feed_uuid>/", views.feed_detail, name="feed-detail"),
+    path("api/feeds/<uuid:feed_uuid>/samples/", views.publish_samples, name="feed-publish"),
+]

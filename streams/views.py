@@ -1,0 +1,79 @@
+import json
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from streams import access, selectors, services
+from streams.events import sample_frame
+from tenants.access import tenants_of
+
+RECENT_ON_PAGE = 200
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    feeds = selectors.feeds_for_user(request.user).order_by("tenant__slug", "name")
+    return render(
+        request, "streams/dashboard.html", {"feeds": feeds, "tenants": tenants_of(request.user)}
+    )
+
+
+def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
+    """The live feed page: members, or anyone with ``?key=<share key>``."""
+    key = request.GET.get("key")
+    feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
+    if feed is None:
+        if not request.user.is_authenticated and not key:
+            return redirect_to_login(request.get_full_path())
+        raise Http404("No such feed.")
+    recent = [
+        sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
+    ]
+    return render(
+        request,
+        "streams/feed_detail.html",
+        {
+            "feed": feed,
+            "key": key or "",
+            "bootstrap": {
+                "uuid": str(feed.uuid),
+                "kind": feed.kind,
+                "key": key or "",
+                "recent": recent,
+                "maxPoints": RECENT_ON_PAGE,
+            },
+        },
+    )
+
+
+@csrf_exempt  # authorised by the producer token, not by a cookie
+@require_POST
+def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
+    """``POST /api/feeds/<uuid>/samples/``: the publish socket's contract over HTTP."""
+    authorization = request.headers.get("Authorization", "")
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
+    producer = access.producer_for_token(token, feed_uuid)
+    if producer is None:
+        return JsonResponse(
+            {"type": "error", "error": "forbidden", "message": "missing, wrong or revoked token"},
+            status=403,
+        )
+    if len(request.body) > settings.PUBLISH_MAX_BYTES:
+        return JsonResponse(
+            {"type": "error", "error": "too_large", "message": "the body is too large"},
+            status=413,
+        )
+    try:
+        frame = json.loads(request.body)
+        inputs = services.sample_inputs_from_frame(producer.feed.kind, frame)
+    except ValueError as exc:
+        code = getattr(exc, "code", "bad_json")
+        message = getattr(exc, "message", "the body is not valid JSON")
+        return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
+    samples = services.samples_append(feed=producer.feed, values=inputs)
+    return JsonResponse({"type": "ack", "seq": samples[-1].seq})

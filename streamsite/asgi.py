@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the Origin gate and session auth."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
+django_asgi_app = get_asgi_application()
+
+# Imported after Django is set up: the routes import models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from streamsite.routing import websocket_urlpatterns  # noqa: E402
+from streamsite.security import OriginGate  # noqa: E402
+
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": OriginGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

@@ -1,0 +1,64 @@
+"""WebSocket Origin policy: the session cookie only counts for same-site pages.
+
+A browser sends cookies with a WebSocket handshake whatever page opened it, so
+a socket authorised by the session must come from one of our own pages
+(cross-site WebSocket hijacking). Instead of refusing every other handshake,
+the gate removes the cookies from it: the connection then carries no ambient
+authority, and only explicit credentials (a producer token, a share key) can
+authorise it. Consumers see the foreign origin in ``scope["foreign_origin"]``
+so that a share key can be limited to the sites its owner listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import validate_host
+
+
+def trusted_hosts() -> list[str]:
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+def origin_of(scope: dict[str, Any]) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            return value.decode("latin-1")
+    return None
+
+
+def origin_is_trusted(origin: str | None) -> bool:
+    """True for an Origin naming one of our hosts (never for None, "null" or look-alikes)."""
+    if not origin or origin == "null":
+        return False
+    try:
+        parts = urlsplit(origin)
+        hostname = parts.hostname
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not hostname:
+        return False
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    return validate_host(hostname, trusted_hosts())
+
+
+class OriginGate:
+    """ASGI middleware for WebSockets; wrap it around the session/auth middleware."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        origin = origin_of(scope)
+        if origin_is_trusted(origin):
+            scope = dict(scope, foreign_origin=None)
+        else:
+            headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"cookie"]
+            scope = dict(scope, headers=headers, foreign_origin=origin or "")
+        return await self.app(scope, receive, send)

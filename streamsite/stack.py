@@ -1,0 +1,75 @@
+"""`make run`: the whole service on one machine, with demo data.
+
+Starts a private Redis when REDIS_URL is not set, migrates, loads the demo
+tenant, then runs Daphne and every enabled producer until Ctrl-C, and stops
+everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streamsite.redisproc import ensure_redis_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def main() -> int:
+    os.environ.setdefault("DEBUG", "1")
+    port = os.environ.get("PORT", "8000")
+    host = os.environ.get("HOST", "127.0.0.1")
+    redis = ensure_redis_url()
+    if redis is not None:
+        print(f"Started a private Redis at {redis.url}")
+    subprocess.run(manage("migrate", "--noinput", "-v", "0"), check=True)
+    demo = subprocess.run(manage("loaddemo"), check=True, capture_output=True, text=True)
+
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "streamsite.asgi:application"],
+            cwd=ROOT,
+        ),
+        subprocess.Popen(manage("runproducers"), cwd=ROOT),
+    ]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print()
+    print(f"Streamsite is running at http://{host}:{port}/")
+    print(demo.stdout.strip())
+    print("Press Ctrl-C to stop.")
+    print()
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if redis is not None:
+            redis.stop()
+    print("Stopped.")
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

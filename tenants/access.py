@@ -1,0 +1,31 @@
+"""Who may do what in a tenant. Every per-object access helper builds on this."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from tenants.models import Membership, Role, Tenant
+
+# Roles allowed for each capability, weakest capability first.
+VIEW_ROLES = frozenset({Role.OWNER, Role.EDITOR, Role.VIEWER})
+PUBLISH_ROLES = frozenset({Role.OWNER, Role.EDITOR})
+MANAGE_ROLES = frozenset({Role.OWNER})
+
+
+def role_in(user: AbstractBaseUser | AnonymousUser | None, tenant_id: int) -> Role | None:
+    """The user's role in the tenant, or None for strangers and anonymous users."""
+    if user is None or not user.is_authenticated:
+        return None
+    role = (
+        Membership.objects.filter(tenant_id=tenant_id, user_id=user.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
+    return Role(role) if role else None
+
+
+def tenants_of(user: AbstractBaseUser | AnonymousUser) -> list[Tenant]:
+    if not user.is_authenticated:
+        return []
+    return list(Tenant.objects.filter(memberships__user_id=user.pk).order_by("slug"))

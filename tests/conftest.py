@@ -1,0 +1,167 @@
+"""Shared fixtures. Every test has a stranger: charlie, of another tenant, who must be refused.
+
+- alice owns tenant "acme"; bob is a viewer in "acme"; charlie owns tenant "globex".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from streams.models import Feed, FeedKind, Producer, ProducerKind
+from streams.services import feed_create, producer_create
+from tenants.models import Role, Tenant
+from tenants.services import membership_set, tenant_create
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass
+class World:
+    alice: object
+    bob: object
+    charlie: object
+    acme: Tenant
+    globex: Tenant
+
+
+@pytest.fixture
+def world(db) -> World:
+    User = get_user_model()
+    alice = User.objects.create_user("alice", password=PASSWORD)
+    bob = User.objects.create_user("bob", password=PASSWORD)
+    charlie = User.objects.create_user("charlie", password=PASSWORD)
+    acme = tenant_create(slug="acme", name="Acme", owner=alice)
+    membership_set(tenant=acme, user=bob, role=Role.VIEWER)
+    globex = tenant_create(slug="globex", name="Globex", owner=charlie)
+    return World(alice, bob, charlie, acme, globex)
+
+
+@dataclass
+class FeedWithToken:
+    feed: Feed
+    producer: Producer
+    token: str
+
+
+@pytest.fixture
+def acme_feed(world) -> FeedWithToken:
+    feed = feed_create(tenant=world.acme, name="coin", kind=FeedKind.BINARY, share=True)
+    producer, token = producer_create(
+        feed=feed, kind=ProducerKind.BERNOULLI, config={"p": 0.72, "interval_ms": 100}
+    )
+    return FeedWithToken(feed, producer, token)
+
+
+@pytest.fixture
+def globex_feed(world) -> FeedWithToken:
+    feed = feed_create(tenant=world.globex, name="secret", kind=FeedKind.NUMERIC, share=True)
+    producer, token = producer_create(feed=feed, kind=ProducerKind.EXTERNAL)
+    return FeedWithToken(feed, producer, token)
+
+
+def session_cookie_for(user) -> str:
+    """A real session cookie value, as the browser would send it after signing in."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+# -- the real server ---------------------------------------------------------
+
+
+def database_url() -> str:
+    """DATABASE_URL of the test database, for processes started by the tests."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    user = quote(s["USER"] or "")
+    password = f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else ""
+    return f"postgres://{user}{password}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="streamsite.settings",
+        DATABASE_URL=database_url(),
+        DEBUG="0",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="0",
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
+        SECURE_HSTS_SECONDS="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+class Daphne:
+    """The real server, in its own process, on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> Daphne:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "streamsite.asgi:application"],
+            cwd=ROOT,
+            env=server_env(),
+        )  # fmt: skip
+        wait_for_port(self.port, self.process)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def daphne(django_db_setup, django_db_blocker):
+    server = Daphne().start()
+    yield server
+    server.stop()

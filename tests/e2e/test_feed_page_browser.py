@@ -1,0 +1,100 @@
+"""The feed page in a real headless Chromium, against the real server."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import PASSWORD, ROOT, Daphne, server_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser():
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is required (STREAMSITE_REQUIRE_BROWSER=1)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def read_numbers(page) -> dict[str, int]:
+    return page.evaluate(
+        """() => Object.fromEntries(['n', 'alpha', 'beta', 'last-seq'].map(
+            id => [id, Number(document.getElementById(id).textContent)]))"""
+    )
+
+
+def test_signed_in_member_sees_samples_arrive_and_the_page_survives_a_restart(
+    world, acme_feed, browser
+):
+    server = Daphne().start()
+    producer = subprocess.Popen(
+        [sys.executable, "manage.py", "runproducer", str(acme_feed.producer.uuid)],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        page = browser.new_page()
+        feed_path = acme_feed.feed.get_absolute_url()
+        page.goto(f"{server.http}/accounts/login/?next={feed_path}")
+        page.fill("#id_username", "bob")
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"**{feed_path}")
+        page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+        page.wait_for_function("Number(document.getElementById('n').textContent) >= 3")
+
+        # Samples keep arriving without a reload; each adds exactly one to alpha + beta.
+        before = read_numbers(page)
+        page.wait_for_function(
+            f"Number(document.getElementById('last-seq').textContent) >= {before['last-seq'] + 5}"
+        )
+        after = read_numbers(page)
+        arrived = after["last-seq"] - before["last-seq"]
+        assert arrived >= 5
+        assert (after["alpha"] + after["beta"]) - (before["alpha"] + before["beta"]) == arrived
+        assert after["alpha"] + after["beta"] == after["n"] + 4
+
+        # The server goes away and comes back on the same port: the page reconnects by itself.
+        server.stop()
+        page.wait_for_function("document.getElementById('status').dataset.state === 'reconnecting'")
+        time.sleep(1)
+        server.start()
+        page.wait_for_function(
+            "document.getElementById('status').dataset.state === 'live'", timeout=30_000
+        )
+        resumed_from = read_numbers(page)["last-seq"]
+        page.wait_for_function(
+            f"Number(document.getElementById('last-seq').textContent) >= {resumed_from + 3}"
+        )
+        final = read_numbers(page)
+        # Nothing was lost while away: every sample is counted once.
+        assert final["alpha"] + final["beta"] == final["n"] + 4
+        assert final["n"] == final["last-seq"]
+        page.screenshot(path=str(ROOT / "var" / "feed-page.png"))
+    finally:
+        producer.terminate()
+        producer.wait(10)
+        server.stop()

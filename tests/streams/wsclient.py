@@ -1,0 +1,35 @@
+"""Helpers to drive the real ASGI application (streamsite.asgi) in-process."""
+
+from __future__ import annotations
+
+import json
+
+from channels.testing import WebsocketCommunicator
+
+from streamsite.asgi import application
+
+SAME_ORIGIN = (b"origin", b"http://testserver")
+
+
+def communicator(
+    path: str, *, cookie: str | None = None, origin: bytes | None = b"same", headers=()
+):
+    all_headers = list(headers)
+    if origin == b"same":
+        all_headers.append(SAME_ORIGIN)
+    elif origin is not None:
+        all_headers.append((b"origin", origin))
+    if cookie:
+        all_headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, path, headers=all_headers)
+
+
+async def receive(comm: WebsocketCommunicator) -> dict:
+    return json.loads(await comm.receive_from(timeout=3.0))
+
+
+async def refused(comm: WebsocketCommunicator) -> bool:
+    connected, _ = await comm.connect(timeout=5)
+    if connected:
+        await comm.disconnect()
+    return not connected

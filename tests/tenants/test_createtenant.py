@@ -1,0 +1,26 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from tenants.models import Membership, Role
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creates_tenant_and_owner_with_password_from_environment(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "s3cret-enough-pass")
+    call_command("createtenant", "initech", "--owner", "peter")
+    user = get_user_model().objects.get(username="peter")
+    assert user.check_password("s3cret-enough-pass")
+    membership = Membership.objects.get(user=user)
+    assert membership.tenant.slug == "initech" and membership.role == Role.OWNER
+
+
+def test_existing_user_becomes_owner_of_a_second_tenant(world):
+    call_command("createtenant", "second", "--owner", "alice")
+    assert set(world.alice.tenants.values_list("slug", flat=True)) == {"acme", "second"}
+
+
+def test_duplicate_slug_is_an_error(world):
+    with pytest.raises(CommandError):
+        call_command("createtenant", "acme", "--owner", "alice")
