@@ -1,0 +1,616 @@
+"""Parse and export the tab-separated files behind shared documents.
+
+Pure standard library, no Django: the documents app calls `parse_tsv` on an
+upload (in a worker thread, since a large file takes a noticeable fraction of
+a second) and `export_tsv` to hand a document back as a download.
+
+The dialect read by `parse_tsv`:
+
+- The first physical line is the header; every later line is a row.
+- Fields are separated by tabs. A field that *starts* with `"` is quoted like
+  CSV: it may contain tabs, line breaks and `""` for a literal quote, and ends
+  at a `"` followed by a tab, a line break or the end of the file. A quote
+  anywhere else is literal (`5" screen`). If the closing quote of a field is
+  followed by anything else (`"Hello" she said`), the field was never meant
+  as a quoted one and is kept literally, up to the next tab or line break.
+- Lines end with `\\n`, `\\r\\n` or `\\r`; nothing else (form feeds, U+2028)
+  breaks a line. Line numbers in errors and warnings are physical lines, so a
+  quoted field that spans lines advances the count.
+- Body lines that hold nothing but whitespace are skipped silently.
+- Rows shorter than the header are padded with empty cells; a row longer than
+  the header adds generated columns `column_<n>` and every other row is
+  padded to match. Both are reported in `ParsedTSV.padded_lines`/`warnings`.
+- Column names are made usable: an empty name becomes `column_<n>` and
+  repeated names get suffixes (`name`, `name_2`), also reported.
+"""
+
+import csv
+import io
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal, get_args
+
+__all__ = [
+    "ERROR_CODES",
+    "ParsedTSV",
+    "TSVError",
+    "TSVErrorCode",
+    "TSVLimits",
+    "export_tsv",
+    "parse_tsv",
+]
+
+TSVErrorCode = Literal[
+    "too_large",
+    "empty",
+    "binary",
+    "encoding",
+    "empty_header",
+    "unmatched_quote",
+    "field_too_long",
+    "too_many_columns",
+]
+ERROR_CODES: Final[frozenset[str]] = frozenset(get_args(TSVErrorCode))
+
+# Past this many ragged lines, warnings end with one summary line instead of a
+# line each: they are meant to be read by the person who uploaded the file.
+MAX_RAGGED_WARNINGS: Final = 100
+
+
+@dataclass(frozen=True)
+class TSVLimits:
+    """Upper bounds that keep one upload from exhausting a worker."""
+
+    max_bytes: int = 10 * 1024 * 1024
+    max_columns: int = 1000
+    max_field_chars: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_columns", "max_field_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TSVLimits.{name} must be at least 1.")
+
+
+DEFAULT_LIMITS: Final = TSVLimits()
+
+
+class TSVError(ValueError):
+    """A file that cannot be read as a TSV document.
+
+    `code` is one of `ERROR_CODES`, for programs; `message` is a sentence for
+    the person who uploaded the file and starts with "Line N: " when `line`
+    (1-based physical line) is known.
+    """
+
+    code: TSVErrorCode
+    line: int | None
+    message: str
+
+    def __init__(self, code: TSVErrorCode, detail: str, line: int | None = None) -> None:
+        self.code = code
+        self.line = line
+        self.detail = detail
+        self.message = detail if line is None else f"Line {line}: {detail}"
+        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[type["TSVError"], tuple[TSVErrorCode, str, int | None]]:
+        return (type(self), (self.code, self.detail, self.line))
+
+
+@dataclass(frozen=True)
+class ParsedTSV:
+    """A parsed file: every row has exactly `len(columns)` cells.
+
+    `padded_lines` are the 1-based lines of rows whose number of fields
+    differed from the header's; `warnings` says, for a person, what was
+    changed (rows padded, columns added or renamed). `encoding` is the one
+    the file was decoded with.
+    """
+
+    columns: list[str]
+    rows: list[list[str]]
+    padded_lines: list[int]
+    encoding: Literal["utf-8", "utf-8-sig", "utf-16"]
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
+    """Parse an uploaded TSV file, or raise `TSVError` naming the first problem.
+
+    Checks run in this order: size (before anything is decoded), binary
+    signatures, encoding and NUL bytes, emptiness, then the rows from the top
+    of the file down, so of the errors in rows the first one is reported.
+    """
+    if len(data) > limits.max_bytes:
+        size, limit = _format_size(len(data)), _format_size(limits.max_bytes)
+        if size == limit or limits.max_bytes < 1024:  # not "10 MB, over the 10 MB limit"
+            size, limit = f"{len(data):,} bytes", f"{limits.max_bytes:,}-byte"
+        raise TSVError("too_large", f"The file is {size}, over the {limit} limit.")
+    _reject_known_binary_formats(data)
+    text, encoding = _decode(data)
+    if not text or text.isspace():
+        raise TSVError(
+            "empty",
+            ("The file holds nothing but whitespace" if text else "The file is empty")
+            + "; the first line must name the columns.",
+        )
+    split = _split_quoted(text, limits) if '"' in text else _split_plain(text, limits)
+    return _build(*split, encoding)
+
+
+def export_tsv(columns: list[str], rows: Iterable[list[str]]) -> str:
+    """Write a header and rows as TSV text that `parse_tsv` reads back.
+
+    Lines end with `\\n` (the last one too). A cell containing a tab, a line
+    break or `"` is quoted CSV-style, with `""` for a literal quote.
+
+    Formula injection: every cell, header included, that begins with `=`,
+    `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so that a
+    spreadsheet shows it as text instead of evaluating it. This follows the
+    OWASP advice literally and so also applies to signed numbers: `-3.5`
+    becomes `'-3.5`. Telling a harmless number from a crafted payload is the
+    kind of guess that injection relies on (`-2+3+cmd|...` starts like a
+    number); the price is that a spreadsheet opening the export shows such
+    numbers as text, apostrophe included. These cells come back from
+    `parse_tsv(export_tsv(...).encode())` with their `'`; every other cell
+    comes back unchanged, and so do header names, unless `parse_tsv` renames
+    them (an empty or repeated name).
+
+    A row whose cells are all empty or whitespace would read back as a blank
+    line and be skipped, so its first cell is written quoted (`""`).
+
+    Raises `ValueError` if there are no columns, if a row does not have one
+    cell per column, or if a cell contains a NUL character (which `parse_tsv`
+    refuses as binary).
+    """
+    width = len(columns)
+    if width == 0:
+        raise ValueError("export_tsv needs at least one column.")
+    lines = [_export_line(columns, "The header")]
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise ValueError(
+                f"Row {number} has {len(row)} cells; expected {width}, one per column."
+            )
+        lines.append(_export_line(row, f"Row {number}"))
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --- Decoding -----------------------------------------------------------------
+
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
+_UTF16_LE_BOM: Final = b"\xff\xfe"
+_UTF16_BE_BOM: Final = b"\xfe\xff"
+_UTF32_BOMS: Final = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
+
+# Files people upload by mistake. Only signatures that no text file starts with.
+_BINARY_SIGNATURES: Final = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx or .ods spreadsheet is one)"),
+    (b"PK\x05\x06", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office file (such as .xls)"),
+)
+
+
+def _reject_known_binary_formats(data: bytes) -> None:
+    for signature, description in _BINARY_SIGNATURES:
+        if data.startswith(signature):
+            raise TSVError(
+                "binary",
+                f"This looks like {description}, not tab-separated text. "
+                "Export the data as TSV (UTF-8) and upload that file.",
+            )
+
+
+def _decode(data: bytes) -> tuple[str, Literal["utf-8", "utf-8-sig", "utf-16"]]:
+    if data.startswith(_UTF32_BOMS):
+        raise TSVError(
+            "encoding",
+            "the file is UTF-32, which is not supported; save it as UTF-8 and upload it again.",
+            line=1,
+        )
+    if data.startswith((_UTF16_LE_BOM, _UTF16_BE_BOM)):
+        return _decode_utf16(data), "utf-16"
+    if data.startswith(_UTF8_BOM):
+        return _decode_utf8(data[len(_UTF8_BOM) :]), "utf-8-sig"
+    return _decode_utf8(data), "utf-8"
+
+
+def _decode_utf8(body: bytes) -> str:
+    nul = body.find(b"\x00")
+    if nul != -1:
+        line = _count_byte_line_breaks(body[:nul]) + 1
+        if _looks_like_utf16_without_bom(body):
+            raise TSVError(
+                "encoding",
+                "the file looks like UTF-16 without a byte-order mark; "
+                "save it as UTF-8 (or UTF-16 with a BOM) and upload it again.",
+                line=line,
+            )
+        raise TSVError(
+            "binary",
+            "the file contains a NUL byte, so it is binary data, not tab-separated text.",
+            line=line,
+        )
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = _count_byte_line_breaks(body[: error.start]) + 1
+        raise TSVError(
+            "encoding",
+            f"the file is not valid UTF-8 (byte 0x{body[error.start]:02X} cannot be decoded); "
+            "it may be Latin-1 or Windows-1252. Save it as UTF-8 and upload it again.",
+            line=line,
+        ) from None
+
+
+def _decode_utf16(data: bytes) -> str:
+    codec = "utf-16-le" if data.startswith(_UTF16_LE_BOM) else "utf-16-be"
+    body = data[2:]
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as error:
+        before = body[: error.start].decode(codec, errors="replace")
+        raise TSVError(
+            "encoding",
+            f"the UTF-16 text is damaged here ({error.reason}); "
+            "save the file again as UTF-8 and upload it.",
+            line=_count_line_breaks(before) + 1,
+        ) from None
+    nul = text.find("\x00")
+    if nul != -1:
+        raise TSVError(
+            "binary",
+            "the file contains a NUL character, so it is binary data, not tab-separated text.",
+            line=_count_line_breaks(text[:nul]) + 1,
+        )
+    return text
+
+
+def _looks_like_utf16_without_bom(body: bytes) -> bool:
+    """True when NULs fill every other byte, as in mostly-ASCII UTF-16 text."""
+    sample = body[:1024]
+    even, odd = sample[0::2], sample[1::2]
+    if len(odd) < 2:
+        return False
+    for zeros, others in ((odd, even), (even, odd)):
+        if zeros.count(0) >= 0.9 * len(zeros) and others.count(0) <= 0.1 * len(others):
+            return True
+    return False
+
+
+def _count_line_breaks(text: str) -> int:
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _count_byte_line_breaks(data: bytes) -> int:
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def _format_size(size: int) -> str:
+    if size < 1024:
+        return f"{size:,} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:,.1f} KB".replace(".0 ", " ")
+    return f"{size / (1024 * 1024):,.1f} MB".replace(".0 ", " ")
+
+
+# --- Splitting into rows ------------------------------------------------------
+
+# Both splitters return (header, rows, ragged): the header's fields, the body
+# rows as lists of fields (not yet padded), and (line, field count) for each
+# body row whose count differs from the header's.
+_Split = tuple[list[str], list[list[str]], list[tuple[int, int]]]
+
+_FIELD_END: Final = re.compile(r"[\t\r\n]")
+# A quoted field: `""` pairs and other characters, then a closing quote that
+# ends the field. Pairs are taken left to right, as `_closing_quote` does.
+_QUOTED_FIELD: Final = re.compile(r'"([^"]*(?:""[^"]*)*)"(?=[\t\r\n]|\Z)')
+
+
+def _split_plain(text: str, limits: TSVLimits) -> _Split:
+    """Fast path for text without any `"`: no field can span lines."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    header = lines[0].split("\t")
+    _check_line(header, lines[0], 1, limits)
+    _check_header(header)
+    width = len(header)
+    max_field_chars = limits.max_field_chars
+    rows: list[list[str]] = []
+    ragged: list[tuple[int, int]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line or line.isspace():
+            continue
+        fields = line.split("\t")
+        if len(fields) != width:
+            ragged.append((number, len(fields)))
+            _check_line(fields, line, number, limits)
+        elif len(line) > max_field_chars:
+            _check_line(fields, line, number, limits)
+        rows.append(fields)
+    return header, rows, ragged
+
+
+def _split_quoted(text: str, limits: TSVLimits) -> _Split:
+    """Text with quotes: the C `csv` reader for speed, `_read_quoted_row` for exactness.
+
+    In strict mode `csv` reads this module's dialect, but raises where
+    `_read_quoted_row` has an answer (a closing quote followed by text, a
+    field over `csv.field_size_limit()`) or a more precise error (the line an
+    unmatched quote opened on). A row that `csv` refuses, or that exceeds a
+    limit (whose error names the line of the field, not of the row), is read
+    again by `_read_quoted_row`, and `csv` resumes after it.
+    tests/documents/test_tsv.py checks the result against a reference reader.
+    """
+    # newline="" splits on \n, \r\n and \r only, and keeps the line ends:
+    # csv needs them to keep line breaks inside quoted fields.
+    lines = io.StringIO(text, newline="").readlines()
+    line_count = len(lines)
+    line_offsets: list[int] | None = None
+    max_columns = limits.max_columns
+    max_field_chars = limits.max_field_chars
+    header: list[str] | None = None
+    width = 0
+    rows: list[list[str]] = []
+    ragged: list[tuple[int, int]] = []
+    start = 0  # lines before the row where csv (re)starts
+    while start < line_count:
+        reader = csv.reader(
+            map(lines.__getitem__, range(start, line_count)),
+            delimiter="\t",
+            quotechar='"',
+            doublequote=True,
+            strict=True,
+        )
+        lines_read = start
+        reread_line: int | None = None
+        try:
+            for fields in reader:
+                row_line, lines_read = lines_read + 1, start + reader.line_num
+                if header is not None and (
+                    not fields
+                    # Whitespace cells are a blank line, unless quoted (`" "`).
+                    or ((not fields[0] or fields[0].isspace()) and lines[row_line - 1].isspace())
+                ):
+                    continue
+                fields = fields or [""]
+                if len(fields) > max_columns or max(map(len, fields)) > max_field_chars:
+                    reread_line = row_line
+                    break
+                if header is None:
+                    _check_header(fields)
+                    header, width = fields, len(fields)
+                    continue
+                if len(fields) != width:
+                    ragged.append((row_line, len(fields)))
+                rows.append(fields)
+        except csv.Error:
+            reread_line = lines_read + 1
+        if reread_line is None:
+            break
+        if line_offsets is None:
+            line_offsets = list(itertools.accumulate(map(len, lines), initial=0))
+        fields, position, next_line = _read_quoted_row(
+            text, line_offsets[reread_line - 1], reread_line, limits
+        )
+        if header is None:
+            _check_header(fields)
+            header, width = fields, len(fields)
+        else:
+            if len(fields) != width:
+                ragged.append((reread_line, len(fields)))
+            rows.append(fields)
+        start = next_line - 1 if position < len(text) else line_count
+    assert header is not None  # the caller passes text with something on it
+    return header, rows, ragged
+
+
+def _read_quoted_row(
+    text: str, position: int, line: int, limits: TSVLimits
+) -> tuple[list[str], int, int]:
+    """Read one row starting at `position` on physical line `line`.
+
+    Returns the fields, the position after the row's line break, and the
+    physical line number there.
+    """
+    size = len(text)
+    fields: list[str] = []
+    while True:
+        field_line = line
+        quoted = _QUOTED_FIELD.match(text, position)
+        if quoted is not None:
+            raw = quoted.group(1)
+            value = raw.replace('""', '"') if '"' in raw else raw
+            if "\n" in raw or "\r" in raw:
+                line += _count_line_breaks(raw)
+            position = quoted.end()
+        else:
+            if text.startswith('"', position) and _closing_quote(text, position + 1) == -1:
+                raise TSVError(
+                    "unmatched_quote",
+                    "unmatched quote (the field opened here never closes). "
+                    'Inside a quoted field, write a literal quote as "".',
+                    line=field_line,
+                )
+            # An unquoted field, or one whose closing quote is followed by
+            # text (`"Hello" she said`): literal up to the next tab or line break.
+            field_end = _FIELD_END.search(text, position)
+            end = field_end.start() if field_end else size
+            value = text[position:end]
+            position = end
+        if len(value) > limits.max_field_chars:
+            raise _field_too_long(field_line, len(fields) + 1, len(value), limits)
+        fields.append(value)
+        if len(fields) > limits.max_columns:
+            raise _too_many_columns(field_line, limits)
+        if text.startswith("\t", position):
+            position += 1
+            continue
+        break
+    if position < size:
+        position += 2 if text.startswith("\r\n", position) else 1
+        line += 1
+    return fields, position, line
+
+
+def _closing_quote(text: str, start: int) -> int:
+    """Index of the first `"` from `start` that is not half of a `""` pair, or -1."""
+    while True:
+        quote = text.find('"', start)
+        if quote == -1 or not text.startswith('"', quote + 1):
+            return quote
+        start = quote + 2
+
+
+def _check_line(fields: list[str], line_text: str, line: int, limits: TSVLimits) -> None:
+    """Limits for a row read from one physical line (no quoted fields)."""
+    if len(fields) > limits.max_columns:
+        raise _too_many_columns(line, limits)
+    if len(line_text) > limits.max_field_chars:
+        for column, value in enumerate(fields, start=1):
+            if len(value) > limits.max_field_chars:
+                raise _field_too_long(line, column, len(value), limits)
+
+
+def _check_header(header: list[str]) -> None:
+    if not any(name.strip() for name in header):
+        raise TSVError(
+            "empty_header",
+            "the header row has no column names; the first line must name the columns.",
+            line=1,
+        )
+
+
+def _field_too_long(line: int, column: int, length: int, limits: TSVLimits) -> TSVError:
+    return TSVError(
+        "field_too_long",
+        f"field {column} is {length:,} characters long; "
+        f"the limit is {limits.max_field_chars:,} characters per field.",
+        line=line,
+    )
+
+
+def _too_many_columns(line: int, limits: TSVLimits) -> TSVError:
+    return TSVError(
+        "too_many_columns",
+        f"the row has more than {limits.max_columns:,} fields; "
+        f"at most {limits.max_columns:,} columns are allowed.",
+        line=line,
+    )
+
+
+# --- Building the result ------------------------------------------------------
+
+
+def _build(
+    header: list[str],
+    rows: list[list[str]],
+    ragged: list[tuple[int, int]],
+    encoding: Literal["utf-8", "utf-8-sig", "utf-16"],
+) -> ParsedTSV:
+    header_width = len(header)
+    width = max([header_width, *(count for _, count in ragged)])
+    for row in rows:
+        if len(row) < width:
+            row.extend([""] * (width - len(row)))
+    columns, warnings = _column_names(header, width)
+    if width > header_width:
+        added = ", ".join(columns[header_width:])
+        warnings.append(
+            f"Some rows have more fields than the header's {header_width}; "
+            f"added columns {added}, empty in the rows that lack them."
+        )
+    for line, count in ragged[:MAX_RAGGED_WARNINGS]:
+        if count < header_width:
+            warnings.append(f"Line {line} had {count} of {header_width} fields; padded.")
+        else:
+            warnings.append(
+                f"Line {line} had {count} fields, more than the header's {header_width}; "
+                f"the extra ones are in {', '.join(columns[header_width:count])}."
+            )
+    if len(ragged) > MAX_RAGGED_WARNINGS:
+        warnings.append(
+            f"{len(ragged) - MAX_RAGGED_WARNINGS:,} more lines had a number of fields "
+            "different from the header's; they were padded the same way."
+        )
+    return ParsedTSV(
+        columns=columns,
+        rows=rows,
+        padded_lines=[line for line, _ in ragged],
+        encoding=encoding,
+        warnings=warnings,
+    )
+
+
+def _column_names(header: list[str], width: int) -> tuple[list[str], list[str]]:
+    """Usable, unique names for `width` columns, and a warning per change."""
+    notes: list[tuple[int, str]] = []
+    names: list[str] = []
+    for position in range(1, width + 1):
+        name = header[position - 1] if position <= len(header) else ""
+        if name.strip():
+            names.append(name)
+            continue
+        names.append(f"column_{position}")
+        if position <= len(header):
+            notes.append(
+                (position, f"Column {position} has no name; it is called column_{position}.")
+            )
+    # Names as written are reserved first, so a suffixed copy never takes a
+    # name that a later column really has (`a`, `a`, `a_2` -> `a`, `a_3`, `a_2`).
+    taken = set(names)
+    seen: set[str] = set()
+    unique: list[str] = []
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            suffix = 2
+            while f"{name}_{suffix}" in taken:
+                suffix += 1
+            renamed = f"{name}_{suffix}"
+            taken.add(renamed)
+            notes.append(
+                (
+                    position,
+                    f'Column {position} repeats the name "{name}"; it is called "{renamed}".',
+                )
+            )
+            name = renamed
+        seen.add(name)
+        unique.append(name)
+    return unique, [note for _, note in sorted(notes)]
+
+
+# --- Export -------------------------------------------------------------------
+
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_NEEDS_QUOTES: Final = re.compile('[\t\n\r"]')
+
+
+def _export_cell(cell: str) -> str:
+    if cell.startswith(_FORMULA_STARTS):
+        cell = "'" + cell
+    # A leading U+FEFF in the very first cell would be read back as a BOM.
+    if _NEEDS_QUOTES.search(cell) or cell.startswith("\ufeff"):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def _export_line(cells: list[str], what: str) -> str:
+    exported = [_export_cell(cell) for cell in cells]
+    line = "\t".join(exported)
+    if "\x00" in line:
+        raise ValueError(f"{what} contains a NUL character, which a TSV file cannot hold.")
+    if not line or line.isspace():
+        exported[0] = f'"{exported[0]}"'
+        line = "\t".join(exported)
+    return line
