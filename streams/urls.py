@@ -5,5 +5,6 @@ from streams import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("feeds/<uuid:feed_uuid>/", views.feed_detail, name="feed-detail"),
+    path("feeds/<uuid:feed_uuid>/events/", views.feed_events, name="feed-events"),
     path("api/feeds/<uuid:feed_uuid>/samples/", views.publish_samples, name="feed-publish"),
 ]

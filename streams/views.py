@@ -1,18 +1,25 @@
+import asyncio
 import json
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from streams import access, selectors, services
+from streams.consumers import viewer_details
 from streams.events import sample_frame
+from streams.viewer import FeedViewer
 from tenants.access import tenants_of
 
 RECENT_ON_PAGE = 200
+# An SSE client this many frames behind is dropped; it resumes with Last-Event-ID.
+SSE_MAX_BACKLOG = 10_000
+SSE_KEEPALIVE_SECONDS = 15
 
 
 @login_required
@@ -77,3 +84,51 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
         return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
     samples = services.samples_append(feed=producer.feed, values=inputs)
     return JsonResponse({"type": "ack", "seq": samples[-1].seq})
+
+
+async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
+    """``/feeds/<uuid>/events/``: the viewer stream as Server-Sent Events.
+
+    Same frames as the WebSocket, one ``data:`` line each; samples carry
+    ``id: <seq>`` so that EventSource resumes after a drop with Last-Event-ID.
+    """
+    key = request.GET.get("key")
+    user = await request.auser()
+    feed = await database_sync_to_async(access.feed_for_viewer)(user, feed_uuid, key=key)
+    if feed is None:
+        raise Http404("No such feed.")
+    resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
+    since = int(resume) if resume and resume.isdigit() else None
+    backlog: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def send(text: str, seq: int | None) -> None:
+        if backlog.qsize() >= SSE_MAX_BACKLOG:
+            backlog.put_nowait(None)  # too far behind: end the stream
+            return
+        backlog.put_nowait(f"id: {seq}\ndata: {text}\n\n" if seq else f"data: {text}\n\n")
+
+    async def failed() -> None:
+        backlog.put_nowait(None)
+
+    viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
+
+    async def stream():
+        try:
+            yield "retry: 2000\n\n"
+            await viewer.start(since)
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(backlog.get(), SSE_KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    chunk = ": keep-alive\n\n"
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            await viewer.stop()
+
+    return StreamingHttpResponse(
+        stream(),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -56,7 +56,7 @@ _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
 
 
-def _client() -> redis.Redis:
+def sync_client() -> redis.Redis:
     global _sync_client
     with _sync_lock:
         if _sync_client is None:
@@ -75,7 +75,7 @@ def publish(group: str, items: Sequence[Item]) -> bool:
     if not items:
         return True
     try:
-        _client().publish(CHANNEL_PREFIX + group, encode_items(items))
+        sync_client().publish(CHANNEL_PREFIX + group, encode_items(items))
         return True
     except redis.RedisError as exc:
         log.warning("hub: publish to %s failed (%s); viewers will resync", group, exc)

@@ -24,8 +24,12 @@ def communicator(
     return WebsocketCommunicator(application, path, headers=all_headers)
 
 
-async def receive(comm: WebsocketCommunicator) -> dict:
-    return json.loads(await comm.receive_from(timeout=3.0))
+async def receive(comm: WebsocketCommunicator, *, presence: bool = False) -> dict:
+    """The next frame; presence frames (which come at their own pace) are skipped unless asked for."""
+    while True:
+        frame = json.loads(await comm.receive_from(timeout=3.0))
+        if presence or frame.get("type") != "presence":
+            return frame
 
 
 async def refused(comm: WebsocketCommunicator) -> bool:

@@ -1,0 +1,175 @@
+"""One viewer's stream of a feed, whatever carries it (WebSocket or Server-Sent Events).
+
+The contract (docs/PROTOCOL.md): a ``hello``, then every sample exactly once,
+in ``seq`` order. The viewer joins the feed's hub group *before* reading the
+snapshot, so a sample committed in between is either in the snapshot or
+buffered; the sequence number removes the overlap. Any gap (a missed pub/sub
+message, Redis restarting) is filled from the database, the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from streams import events, selectors
+from streams.models import Feed
+from streamsite.hub import Hub, Item
+from streamsite.live import encode
+from streamsite.presence import Presence
+
+log = logging.getLogger(__name__)
+
+# Called with a frame's text and, for samples and hellos, the seq it brings the viewer to.
+Send = Callable[[str, int | None], Awaitable[None]]
+
+
+@database_sync_to_async
+def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.HelloFrame | None]:
+    """Encoded frames of the samples after ``after_seq``, or a fresh hello if those are gone.
+
+    Gone means pruned by retention, or more than FEED_REPLAY_LIMIT behind: the
+    viewer is then told to resync and starts again from a fresh snapshot.
+    """
+    hello = selectors.feed_hello(feed.pk)
+    last_seq = hello["last_seq"]
+    if after_seq >= last_seq:
+        return [], None
+    if last_seq - after_seq > settings.FEED_REPLAY_LIMIT:
+        return [], hello
+    samples = selectors.samples_after(feed.pk, after_seq, limit=settings.FEED_REPLAY_LIMIT)
+    if not samples or samples[0].seq != after_seq + 1:
+        return [], hello
+    return [encode(events.sample_frame(feed.kind, s)) for s in samples], None
+
+
+_hello = database_sync_to_async(selectors.feed_hello)
+_oldest_seq = database_sync_to_async(selectors.oldest_seq)
+
+
+class FeedViewer:
+    """Implements streamsite.hub.Subscriber for one connection."""
+
+    def __init__(
+        self,
+        feed: Feed,
+        send: Send,
+        *,
+        details: dict[str, Any],
+        on_failure: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.feed = feed
+        self._on_failure = on_failure
+        self.group = events.feed_group(feed.uuid)
+        self._send = send
+        self._details = details
+        self._last_seq = 0
+        self._pending: list[Item] = []
+        self._catching_up = True
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self._joined = False
+        self._presence_id: str | None = None
+
+    async def start(self, since: int | None) -> None:
+        """Join the group, send the hello and everything after ``since``, then go live.
+
+        Raises redis.RedisError, OSError or TimeoutError if live events are unavailable.
+        """
+        await Hub.current().join(self.group, self)
+        self._joined = True
+        self._presence_id, watching = await Presence.current().enter(self.group, self._details)
+        hello: dict[str, Any] = dict(await _hello(self.feed.pk), watching=watching)
+        if since is not None and since > hello["last_seq"]:
+            await self._resync(since, "since is ahead of the feed", hello)
+        else:
+            await self._send(encode(hello), hello["last_seq"])
+            self._last_seq = hello["last_seq"] if since is None else since
+        await self._catch_up()
+
+    async def stop(self) -> None:
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
+        if self._joined:
+            self._joined = False
+            await Hub.current().leave(self.group, self)
+        if self._presence_id is not None:
+            await Presence.current().leave(self.group, self._presence_id)
+            self._presence_id = None
+
+    async def hub_deliver(self, items: list[Item]) -> None:
+        # The hot path: one call per viewer per message, frames sent as encoded.
+        if self._catching_up:
+            self._pending.extend(items)
+            return
+        last = self._last_seq
+        for index, (seq, frame) in enumerate(items):
+            if seq is None:
+                await self._send(frame, None)
+            elif seq == last + 1:
+                await self._send(frame, seq)
+                last = seq
+            elif seq > last:
+                self._last_seq = last
+                self._pending.extend(items[index:])
+                self._start_catch_up()
+                return
+        self._last_seq = last
+
+    async def hub_reconnected(self) -> None:
+        if not self._catching_up:
+            self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        self._catching_up = True
+        self._catch_up_task = asyncio.create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """From ``_last_seq`` to live: the database first, then what the hub buffered."""
+        self._catching_up = True
+        try:
+            while True:
+                frames, fresh_hello = await _samples_to_send(self.feed, self._last_seq)
+                if fresh_hello is not None:
+                    await self._resync(self._last_seq, "samples no longer kept", fresh_hello)
+                for frame in frames:
+                    self._last_seq += 1
+                    await self._send(frame, self._last_seq)
+                if not await self._drain_pending_in_order():
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("viewer of %s: catch-up failed", self.feed.uuid)
+            self._catching_up = False
+            await self._on_failure()
+        finally:
+            self._catching_up = False
+
+    async def _drain_pending_in_order(self) -> bool:
+        """Send the buffered frames that continue the sequence; True if a gap remains."""
+        while self._pending:
+            pending, self._pending = self._pending, []
+            for index, (seq, frame) in enumerate(pending):
+                if seq is None:
+                    await self._send(frame, None)
+                elif seq == self._last_seq + 1:
+                    await self._send(frame, seq)
+                    self._last_seq = seq
+                elif seq > self._last_seq:
+                    # Keep what arrived while we were sending, after the gap.
+                    self._pending = pending[index:] + self._pending
+                    return True
+        return False
+
+    async def _resync(self, since: int, reason: str, hello: dict[str, Any]) -> None:
+        oldest = await _oldest_seq(self.feed.pk)
+        await self._send(
+            encode(events.resync_frame(reason=reason, since=since, oldest_seq=oldest)), None
+        )
+        await self._send(encode(hello), hello["last_seq"])
+        self._last_seq = hello["last_seq"]

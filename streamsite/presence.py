@@ -1,0 +1,147 @@
+"""Who is watching a feed or document now, across every process.
+
+Each open connection is a member of a Redis sorted set ``presence:<group>``
+scored by the time it was last confirmed alive, with its details (user or
+share key, since when) in the hash ``presence-info:<group>``. Each process
+re-confirms all of its own connections in one pipeline every REFRESH seconds,
+so connections of a process that died without saying goodbye drop out after
+EXPIRY seconds.
+
+Counts are broadcast as ``presence`` frames, at most once a second per group
+per process: a thousand viewers arriving at once cause a few broadcasts, not
+a thousand (which would be a million frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+import weakref
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+from streamsite import hub
+from streamsite.live import encode
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 15.0
+EXPIRY_SECONDS = 45.0
+BROADCAST_EVERY_SECONDS = 1.0
+
+
+def _members_key(group: str) -> str:
+    return f"presence:{group}"
+
+
+def _info_key(group: str) -> str:
+    return f"presence-info:{group}"
+
+
+def presence_frame(count: int) -> str:
+    return encode({"type": "presence", "watching": count})
+
+
+class Presence:
+    """This process's (event loop's) view of its own connections."""
+
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, url: str) -> None:
+        self._redis = aredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._local: dict[str, set[str]] = {}
+        self._dirty: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def current(cls) -> Presence:
+        loop = asyncio.get_running_loop()
+        presence = cls._instances.get(loop)
+        if presence is None:
+            presence = cls._instances[loop] = cls(settings.REDIS_URL)
+        return presence
+
+    async def enter(self, group: str, details: dict[str, Any]) -> tuple[str, int]:
+        """Register a connection; returns its id and the group's count including it."""
+        member = uuid.uuid4().hex
+        now = time.time()
+        details = {**details, "since": now}
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(_members_key(group), {member: now})
+                pipe.hset(_info_key(group), member, json.dumps(details))
+                pipe.zcount(_members_key(group), now - EXPIRY_SECONDS, "+inf")
+                *_, count = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("presence: enter %s failed (%s)", group, exc)
+            count = 0
+        self._local.setdefault(group, set()).add(member)
+        self._mark_dirty(group)
+        return member, int(count)
+
+    async def leave(self, group: str, member: str) -> None:
+        members = self._local.get(group)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._local[group]
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(_members_key(group), member)
+                pipe.hdel(_info_key(group), member)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.info("presence: leave %s failed (%s); it expires by itself", group, exc)
+        self._mark_dirty(group)
+
+    def _mark_dirty(self, group: str) -> None:
+        self._dirty.add(group)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="presence")
+
+    async def _run(self) -> None:
+        next_refresh = time.monotonic() + REFRESH_SECONDS
+        while self._local or self._dirty:
+            await asyncio.sleep(BROADCAST_EVERY_SECONDS)
+            try:
+                if time.monotonic() >= next_refresh:
+                    await self._refresh()
+                    next_refresh = time.monotonic() + REFRESH_SECONDS
+                dirty, self._dirty = self._dirty, set()
+                for group in dirty:
+                    count = await count_watching(self._redis, group)
+                    await asyncio.to_thread(hub.publish, group, [(None, presence_frame(count))])
+            except (redis.RedisError, OSError) as exc:
+                log.warning("presence: update failed (%s)", exc)
+
+    async def _refresh(self) -> None:
+        now = time.time()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for group, members in self._local.items():
+                pipe.zadd(_members_key(group), dict.fromkeys(members, now))
+                pipe.zremrangebyscore(_members_key(group), "-inf", now - EXPIRY_SECONDS)
+            await pipe.execute()
+
+
+async def count_watching(client: aredis.Redis, group: str) -> int:
+    return int(await client.zcount(_members_key(group), time.time() - EXPIRY_SECONDS, "+inf"))
+
+
+def watching(group: str) -> list[dict[str, Any]]:
+    """Everyone watching the group now, oldest first (sync, for the admin)."""
+    client = hub.sync_client()
+    cutoff = time.time() - EXPIRY_SECONDS
+    members = client.zrangebyscore(_members_key(group), cutoff, "+inf")
+    if not members:
+        return []
+    details = client.hmget(_info_key(group), members)
+    found = [json.loads(d) for d in details if d]
+    return sorted(found, key=lambda d: d.get("since", 0))
