@@ -102,6 +102,9 @@ class Producer(models.Model):
     token_prefix = models.CharField(max_length=12, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=200, blank=True)
+    # For producers that listen to another feed (iopin, buzzer): the last source
+    # seq handled, saved with what it produced, so a restart resumes exactly there.
+    cursor = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -53,35 +53,44 @@
     const ctx = canvas.getContext("2d");
     const w = canvas.width, h = canvas.height, pad = 10;
     ctx.clearRect(0, 0, w, h);
+    // What the chart holds, for people and tests: first and last seq, and how many.
+    canvas.dataset.points = samples.length;
+    canvas.dataset.first = samples.length ? samples[0].seq : "";
+    canvas.dataset.last = samples.length ? samples[samples.length - 1].seq : "";
     if (!samples.length) return;
+    const binary = boot.kind === "binary";
     const values = samples.map((s) => s.value);
-    let lo = Math.min(...values), hi = Math.max(...values);
-    if (boot.kind === "binary") { lo = 0; hi = 1; }
+    let lo = binary ? 0 : Math.min(...values);
+    let hi = binary ? 1 : Math.max(...values);
     if (hi === lo) { hi = lo + 1; }
     const step = (w - 2 * pad) / Math.max(1, boot.maxPoints - 1);
+    const x = (i) => pad + i * step;
     const y = (v) => h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
-    ctx.strokeStyle = "#2f6fed";
-    ctx.fillStyle = "#2f6fed";
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    samples.forEach((s, i) => {
-      const x = pad + i * step;
-      if (boot.kind === "binary") {
-        ctx.fillRect(x - 1, y(s.value) - 2, 3, 4);
-      } else if (i === 0) {
-        ctx.moveTo(x, y(s.value));
-      } else {
-        ctx.lineTo(x, y(s.value));
-      }
-    });
-    if (boot.kind !== "binary") ctx.stroke();
-    if (boot.kind === "binary" && stats) {
-      // The running posterior mean as a line across the chart.
-      ctx.strokeStyle = "#b76e00";
+    const line = (points, color, width) => {
+      ctx.strokeStyle = color;
+      ctx.lineWidth = width;
       ctx.beginPath();
-      ctx.moveTo(pad, y(stats.mean));
-      ctx.lineTo(w - pad, y(stats.mean));
+      points.forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
       ctx.stroke();
+    };
+    if (binary) {
+      // The 95% credible band and the posterior mean after each sample, over the 0/1 marks.
+      const withCi = samples.filter((s) => s.stats && s.stats.ci95);
+      if (withCi.length) {
+        ctx.fillStyle = "rgba(183, 110, 0, 0.15)";
+        ctx.beginPath();
+        samples.forEach((s, i) => s.stats && s.stats.ci95 && ctx.lineTo(x(i), y(s.stats.ci95[1])));
+        for (let i = samples.length - 1; i >= 0; i--) {
+          const s = samples[i];
+          if (s.stats && s.stats.ci95) ctx.lineTo(x(i), y(s.stats.ci95[0]));
+        }
+        ctx.fill();
+      }
+      ctx.fillStyle = "#2f6fed";
+      samples.forEach((s, i) => ctx.fillRect(x(i) - 1, y(s.value) - 3, 3, 6));
+      line(samples.map((s, i) => [x(i), y(s.stats ? s.stats.mean : s.value)]), "#b76e00", 2);
+    } else {
+      line(samples.map((s, i) => [x(i), y(s.value)]), "#2f6fed", 1.5);
     }
   }
 
@@ -129,10 +138,14 @@
   function onFrame(frame) {
     switch (frame.type) {
       case "hello":
-        stats = frame.stats;
-        if (frame.last_seq < lastSeq) { samples.length = 0; }
-        lastSeq = Math.max(lastSeq, frame.last_seq);
-        setText("watching", frame.watching ?? "–");
+        // Resuming (lastSeq > 0): the server now replays everything after lastSeq,
+        // so keep it. Starting fresh, or the feed went back (recreated): take the server's.
+        if (lastSeq === 0 || frame.last_seq < lastSeq) {
+          samples.length = 0;
+          lastSeq = frame.last_seq;
+          stats = frame.stats;
+        }
+        if (frame.watching !== undefined) setText("watching", frame.watching);
         break;
       case "resync":
         // What we missed is no longer kept: start the chart again.

@@ -90,9 +90,14 @@ def test_signed_in_member_sees_samples_arrive_and_the_page_survives_a_restart(
             f"Number(document.getElementById('last-seq').textContent) >= {resumed_from + 3}"
         )
         final = read_numbers(page)
-        # Nothing was lost while away: every sample is counted once.
+        # Nothing was lost while away: every sample is counted once, and the
+        # chart holds every seq from its first to its last, without a hole.
         assert final["alpha"] + final["beta"] == final["n"] + 4
         assert final["n"] == final["last-seq"]
+        chart = page.evaluate("() => ({...document.getElementById('chart').dataset})")
+        assert int(chart["last"]) >= final["last-seq"] - 1
+        assert int(chart["points"]) == int(chart["last"]) - int(chart["first"]) + 1
+        assert int(chart["points"]) >= min(200, int(chart["last"]))
         page.screenshot(path=str(ROOT / "var" / "feed-page.png"))
     finally:
         producer.terminate()

@@ -9,17 +9,9 @@ import pytest
 import websockets
 
 from tests.conftest import ROOT, server_env
+from tests.e2e.clients import next_sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-async def next_sample(socket, timeout: float = 10.0) -> dict:
-    """The next sample frame (other frames, such as presence, are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await socket.recv())
-            if frame["type"] == "sample":
-                return frame
 
 
 def test_viewer_receives_samples_published_through_the_server(daphne, acme_feed):

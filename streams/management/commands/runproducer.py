@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from streams.models import Producer
-from streams.producers import ConfigError, loop_for, run_until_stopped
+from streams.producers import ConfigError, ProducerFinished, loop_for, run_until_stopped
 
 
 def find_producer(ref: str) -> Producer:
@@ -43,9 +43,12 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(f"Running {found} -> feed {found.feed.uuid}", ending="\n")
         self.stdout.flush()
+        status = "stopped"
         try:
             run_until_stopped(loop, stop)
+        except ProducerFinished as done:
+            status = f"finished: {done}"
         finally:
             close_old_connections()
-            Producer.objects.filter(pk=found.pk).update(status="stopped")
-        self.stdout.write(f"Stopped {found}.")
+            Producer.objects.filter(pk=found.pk).update(status=status)
+        self.stdout.write(f"{found}: {status}.")

@@ -25,6 +25,7 @@ class Child:
     label: str
     process: Popen | None = None
     restarts: int = 0
+    finished: bool = False
     next_start_at: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
 
@@ -63,7 +64,11 @@ class Supervisor:
         now = time.monotonic()
         for child in self.children.values():
             process = child.process
-            if process is not None and process.poll() is not None:
+            if process is not None and process.poll() is not None and self.is_finished(child):
+                # Done (a clock after its count): not restarted.
+                child.process, child.finished = None, True
+                self.stdout.write(f"producer {child.label} finished")
+            elif process is not None and process.poll() is not None:
                 # Crashed (or exited): back off 1, 2, 4 ... 60 s; a child that ran
                 # for a minute is considered healthy again.
                 if now - child.started_at > 60:
@@ -80,10 +85,14 @@ class Supervisor:
                 Producer.objects.filter(uuid=child.producer_uuid).update(
                     status=f"crashed (exit {process.returncode}); restarting"
                 )
-            if child.process is None and now >= child.next_start_at:
+            if child.process is None and not child.finished and now >= child.next_start_at:
                 child.process = Popen(self.command_for(child.producer_uuid))
                 child.started_at = now
                 self.stdout.write(f"started producer {child.label}")
+
+    def is_finished(self, child: Child) -> bool:
+        status = Producer.objects.filter(uuid=child.producer_uuid).values_list("status", flat=True)
+        return bool(status) and status[0].startswith("finished")
 
     def stop_child(self, child: Child, *, reason: str) -> None:
         if child.process is not None and child.process.poll() is None:
