@@ -69,7 +69,7 @@ def producer_for_token(token: str | None, feed_uuid: uuid_module.UUID | str) -> 
     if not token:
         return None
     producer = (
-        Producer.objects.select_related("feed", "feed__tenant")
+        Producer.objects.select_related("tenant", "feed", "feed__tenant")
         .filter(token_hash=Producer.hash_token(token), enabled=True)
         .first()
     )

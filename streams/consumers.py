@@ -14,6 +14,8 @@ from channels.db import database_sync_to_async
 from streams import access, services
 from streams.models import Producer
 from streams.viewer import FeedViewer
+from streamsite import metrics
+from streamsite.control import AccessWatch, Credential
 from streamsite.live import LiveConsumer, encode, error_frame
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ MAX_UNACKED_FRAMES = 10_000
 # thousands of samples a second, since each commit has a fixed cost.
 MAX_BATCH = 1000
 
+_FRAMES_OUT = metrics.key("frames_out_total", "feed_viewer")
+
 _viewer_feed = database_sync_to_async(access.feed_for_viewer)
 _publishing_producer = database_sync_to_async(access.producer_for_token)
 _append = database_sync_to_async(services.samples_append)
@@ -33,19 +37,31 @@ _append = database_sync_to_async(services.samples_append)
 class FeedViewerConsumer(LiveConsumer):
     """``/ws/feeds/<uuid>/``: a hello, then every sample once, in order (streams/viewer.py)."""
 
+    metrics_kind = "feed_viewer"
     viewer: FeedViewer | None = None
+    watch: AccessWatch | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         key = self.query_param("key")
-        feed = await _viewer_feed(
-            user,
-            self.scope["url_route"]["kwargs"]["feed_uuid"],
-            key=key,
-            foreign_origin=self.scope.get("foreign_origin"),
-        )
+        feed_uuid = self.scope["url_route"]["kwargs"]["feed_uuid"]
+        foreign_origin = self.scope.get("foreign_origin")
+        feed = await _viewer_feed(user, feed_uuid, key=key, foreign_origin=foreign_origin)
         if feed is None:
             await self.close()
+            return
+
+        async def still_allowed() -> bool:
+            again = await _viewer_feed(user, feed_uuid, key=key, foreign_origin=foreign_origin)
+            return again is not None
+
+        self.watch = AccessWatch(
+            feed.tenant.uuid,
+            Credential(str(feed.uuid), user_id=user.pk if user and user.is_authenticated else None),
+            still_allowed=still_allowed,
+            revoke=self.revoked,
+        )
+        if not await self.watch.admit(self):
             return
         await self.accept()
         since_raw = self.query_param("since")
@@ -63,12 +79,15 @@ class FeedViewerConsumer(LiveConsumer):
             await self.close(code=1011)
 
     async def _send_frame(self, text: str, seq: int | None) -> None:
+        metrics.bump(_FRAMES_OUT)
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def _failed(self) -> None:
         await self.close(code=1011)
 
     async def disconnect(self, code: int) -> None:
+        if self.watch is not None:
+            await self.watch.stop()
         if self.viewer is not None:
             await self.viewer.stop()
 
@@ -83,12 +102,14 @@ def viewer_details(user, key: str | None) -> dict[str, str | None]:
 class FeedPublishConsumer(LiveConsumer):
     """``/ws/feeds/<uuid>/publish/``: samples in, acks out once durable, in order."""
 
+    metrics_kind = "feed_publisher"
     producer: Producer
+    watch: AccessWatch | None = None
 
     async def connect(self) -> None:
-        producer = await _publishing_producer(
-            self._token(), self.scope["url_route"]["kwargs"]["feed_uuid"]
-        )
+        token = self._token()
+        feed_uuid = self.scope["url_route"]["kwargs"]["feed_uuid"]
+        producer = await _publishing_producer(token, feed_uuid)
         if producer is None:
             await self.close()
             return
@@ -96,6 +117,18 @@ class FeedPublishConsumer(LiveConsumer):
         self._queue: deque[tuple[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._closing = False
+
+        async def still_allowed() -> bool:
+            return await _publishing_producer(token, feed_uuid) is not None
+
+        self.watch = AccessWatch(
+            producer.tenant.uuid,
+            Credential(str(feed_uuid), producer_uuid=str(producer.uuid)),
+            still_allowed=still_allowed,
+            revoke=self.revoked,
+        )
+        if not await self.watch.admit(self):
+            return
         await self.accept()
         self._writer = asyncio.create_task(self._write_loop())
 
@@ -129,6 +162,8 @@ class FeedPublishConsumer(LiveConsumer):
         self._closing = True
         if hasattr(self, "_wake"):
             self._wake.set()
+        if self.watch is not None:
+            await self.watch.stop()
 
     async def _write_loop(self) -> None:
         while not (self._closing and not self._queue):

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict
 from django.db import transaction
 
 from streams.models import Feed, FeedKind, Sample
-from streamsite import hub
+from streamsite import hub, metrics
 from streamsite.live import encode
 
 
@@ -75,4 +75,9 @@ def samples_published(feed: Feed, samples: Sequence[Sample]) -> None:
     """Broadcast the samples to every viewer once the transaction commits."""
     items = [(s.seq, encode(sample_frame(feed.kind, s))) for s in samples]
     group = feed_group(feed.uuid)
-    transaction.on_commit(lambda: hub.publish(group, items))
+    feed_uuid = str(feed.uuid)
+    transaction.on_commit(
+        lambda: hub.publish(
+            group, items, also=lambda pipe: metrics.count_samples(pipe, feed_uuid, len(items))
+        )
+    )

@@ -13,6 +13,7 @@ from django.db import transaction
 from streams import events
 from streams.models import Feed, FeedKind, Producer, Sample
 from streams.stats import accumulator_for
+from streamsite.control import access_changed
 from tenants.models import Tenant
 
 # Pruning old samples every so many keeps the per-sample cost flat.
@@ -120,9 +121,17 @@ def feed_create(
 
 
 def feed_share_key_rotate(*, feed: Feed) -> str:
+    """A new share key; viewers using the old one are disconnected."""
     feed.share_key = secrets.token_urlsafe(24)
     feed.save(update_fields=["share_key"])
+    access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
     return feed.share_key
+
+
+def feed_share_key_revoke(*, feed: Feed) -> None:
+    feed.share_key = None
+    feed.save(update_fields=["share_key"])
+    access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
 
 
 def producer_create(
@@ -139,9 +148,25 @@ def producer_create(
 
 
 def producer_token_rotate(*, producer: Producer) -> str:
+    """A new token (returned, shown once); connections using the old one are closed."""
     token = _set_token(producer)
     producer.save(update_fields=["token_hash", "token_prefix"])
+    access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
     return token
+
+
+def producer_token_revoke(*, producer: Producer) -> None:
+    producer.token_hash = None
+    producer.token_prefix = ""
+    producer.save(update_fields=["token_hash", "token_prefix"])
+    access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
+
+
+def producer_set_enabled(*, producer: Producer, enabled: bool) -> None:
+    """Disabled producers are refused and stopped by runproducers within seconds."""
+    producer.enabled = enabled
+    producer.save(update_fields=["enabled"])
+    access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
 
 
 def _set_token(producer: Producer) -> str:

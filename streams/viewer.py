@@ -19,6 +19,7 @@ from django.conf import settings
 
 from streams import events, selectors
 from streams.models import Feed
+from streamsite import metrics
 from streamsite.hub import Hub, Item
 from streamsite.live import encode
 from streamsite.presence import Presence
@@ -167,6 +168,7 @@ class FeedViewer:
         return False
 
     async def _resync(self, since: int, reason: str, hello: dict[str, Any]) -> None:
+        metrics.inc("viewers_resynced_total")
         oldest = await _oldest_seq(self.feed.pk)
         await self._send(
             encode(events.resync_frame(reason=reason, since=since, oldest_seq=oldest)), None

@@ -14,6 +14,7 @@ from streams import access, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame
 from streams.viewer import FeedViewer
+from streamsite.control import AccessWatch, Credential
 from tenants.access import tenants_of
 
 RECENT_ON_PAGE = 200
@@ -112,9 +113,23 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
 
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
 
+    async def still_allowed() -> bool:
+        return (
+            await database_sync_to_async(access.feed_for_viewer)(user, feed_uuid, key=key)
+            is not None
+        )
+
+    watch = AccessWatch(
+        feed.tenant.uuid,
+        Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
+        still_allowed=still_allowed,
+        revoke=failed,
+    )
+
     async def stream():
         try:
             yield "retry: 2000\n\n"
+            await watch.start()
             await viewer.start(since)
             while True:
                 try:
@@ -125,6 +140,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
                     return
                 yield chunk
         finally:
+            await watch.stop()
             await viewer.stop()
 
     return StreamingHttpResponse(

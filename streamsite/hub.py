@@ -23,12 +23,13 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
+from redis.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,23 @@ def sync_client() -> redis.Redis:
         return _sync_client
 
 
-def publish(group: str, items: Sequence[Item]) -> bool:
+def publish(
+    group: str, items: Sequence[Item], *, also: Callable[[Pipeline], None] | None = None
+) -> bool:
     """Send items to every process subscribed to the group. False if Redis is away.
 
     Callers publish after the database commit; a lost publish only delays viewers,
-    who fill the gap from the database.
+    who fill the gap from the database. ``also`` adds commands (metrics) to the
+    same round trip.
     """
     if not items:
         return True
     try:
-        sync_client().publish(CHANNEL_PREFIX + group, encode_items(items))
+        with sync_client().pipeline(transaction=False) as pipe:
+            pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
+            if also is not None:
+                also(pipe)
+            pipe.execute()
         return True
     except redis.RedisError as exc:
         log.warning("hub: publish to %s failed (%s); viewers will resync", group, exc)

@@ -9,6 +9,11 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from streamsite import metrics
+
+# Close code for a connection whose key, token or membership was revoked.
+CLOSE_ACCESS_REVOKED = 4403
+
 
 def encode(frame: dict[str, Any]) -> str:
     """The one JSON encoding of every frame Streamsite sends."""
@@ -29,6 +34,27 @@ class LiveConsumer(AsyncWebsocketConsumer):
     """
 
     channel_layer_alias = "none: live events come through streamsite.hub"
+    metrics_kind = "other"
+    _counted_open = False
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        metrics.Flusher.ensure_running()
+        await super().websocket_connect(message)
+
+    async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        await super().accept(subprotocol, headers)
+        self._counted_open = True
+        metrics.inc("connections_open", kind=self.metrics_kind)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        if self._counted_open:
+            self._counted_open = False
+            metrics.inc("connections_open", -1, kind=self.metrics_kind)
+        await super().websocket_disconnect(message)
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        metrics.inc("frames_in_total", kind=self.metrics_kind)
+        await super().websocket_receive(message)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels 4.3 runs close_old_connections() through a thread hop before
@@ -51,7 +77,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return None
 
     async def send_text(self, text: str) -> None:
+        metrics.inc("frames_out_total", kind=self.metrics_kind)
         await self.base_send({"type": "websocket.send", "text": text})
+
+    async def revoked(self) -> None:
+        """The credential this connection came in with no longer holds (streamsite.control)."""
+        metrics.inc("connections_revoked_total", kind=self.metrics_kind)
+        await self.send_text(error_frame("revoked", "access was revoked"))
+        await self.close(code=CLOSE_ACCESS_REVOKED)
 
 
 class RefuseConsumer(AsyncWebsocketConsumer):

@@ -149,5 +149,8 @@ LOGGING = {
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
 
+# /metrics requires "Authorization: Bearer <METRICS_TOKEN>" when set.
+METRICS_TOKEN = env_str("METRICS_TOKEN") or ""
+
 # Largest HTTP publish body (the WebSocket frame limit is the same).
 PUBLISH_MAX_BYTES = env_int("PUBLISH_MAX_BYTES", 256 * 1024, minimum=1024)

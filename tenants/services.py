@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 
+from streamsite.control import access_changed
 from tenants.models import Membership, Role, Tenant
 
 
@@ -20,7 +21,15 @@ def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: Role) -> Mem
     membership, _ = Membership.objects.update_or_create(
         tenant=tenant, user=user, defaults={"role": role}
     )
+    access_changed(tenant_uuid=tenant.uuid, user_id=user.pk)
     return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    """The user leaves the tenant; their open connections to its objects are closed."""
+    tenant_uuid, user_id = membership.tenant.uuid, membership.user_id
+    membership.delete()
+    access_changed(tenant_uuid=tenant_uuid, user_id=user_id)
 
 
 def user_get_or_create(

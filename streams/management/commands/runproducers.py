@@ -12,6 +12,7 @@ from django.db import close_old_connections
 
 from streams.models import Producer
 from streams.producers import LOOPS
+from streamsite import metrics
 
 POLL_SECONDS = 1.0
 RECONCILE_SECONDS = 2.0
@@ -76,6 +77,7 @@ class Supervisor:
                 delay = min(MAX_BACKOFF_SECONDS, 2.0**child.restarts)
                 child.restarts += 1
                 self.restarts_total += 1
+                metrics.inc_shared("producer_restarts_total")
                 child.next_start_at = now + delay
                 child.process = None
                 self.stdout.write(

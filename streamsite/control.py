@@ -1,0 +1,140 @@
+"""Access changes reach open connections within a moment.
+
+Revoking a share key, a producer token or a membership must close the
+connections that relied on it, in every process. Each consumer joins its
+tenant's control group (``control.tenant.<uuid>``) through the hub and keeps
+the credential it was let in with. Services announce a change after commit
+with ``access_changed``: the notice names what changed (an object, a user, a
+producer) but never carries a secret. Only consumers whose credential the
+notice touches re-run their access check, and close (4403) if now refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid as uuid_module
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.db import transaction
+
+from streamsite import hub
+from streamsite.hub import Hub, Item
+from streamsite.live import encode
+
+log = logging.getLogger(__name__)
+
+
+def control_group(tenant_uuid: uuid_module.UUID | str) -> str:
+    return f"control.tenant.{tenant_uuid}"
+
+
+def access_changed(
+    *,
+    tenant_uuid: uuid_module.UUID | str,
+    object_uuid: uuid_module.UUID | str | None = None,
+    user_id: int | None = None,
+    producer_uuid: uuid_module.UUID | str | None = None,
+) -> None:
+    """After commit, tell every process that access around these changed."""
+    notice = {
+        "type": "access_changed",
+        "object": str(object_uuid) if object_uuid else None,
+        "user": user_id,
+        "producer": str(producer_uuid) if producer_uuid else None,
+    }
+    group = control_group(tenant_uuid)
+    frame = encode(notice)
+    transaction.on_commit(lambda: hub.publish(group, [(None, frame)]))
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What let a connection in: a session user, a share key of an object, or a producer token."""
+
+    object_uuid: str
+    user_id: int | None = None
+    producer_uuid: str | None = None
+
+    def touched_by(self, notice: dict[str, Any]) -> bool:
+        if self.producer_uuid is not None:
+            return notice.get("producer") == self.producer_uuid
+        if notice.get("object") == self.object_uuid:
+            return True
+        return self.user_id is not None and notice.get("user") == self.user_id
+
+
+class AccessWatch:
+    """Re-checks one connection's access when a notice touches its credential."""
+
+    def __init__(
+        self,
+        tenant_uuid: uuid_module.UUID | str,
+        credential: Credential,
+        *,
+        still_allowed: Callable[[], Awaitable[bool]],
+        revoke: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.group = control_group(tenant_uuid)
+        self.credential = credential
+        self._still_allowed = still_allowed
+        self._revoke = revoke
+        self._joined = False
+        self._check: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await Hub.current().join(self.group, self)
+        self._joined = True
+
+    async def admit(self, consumer: Any) -> bool:
+        """Join the control group, then confirm access once more, before the handshake completes.
+
+        Joining first closes the window in which a revocation made between the
+        first access check and the join would be missed. On False the
+        handshake has been refused (access gone) or closed (1011: Redis away).
+        """
+        try:
+            await self.start()
+        except (redis.RedisError, OSError, TimeoutError):
+            await consumer.close(code=1011)
+            return False
+        if not await self._still_allowed():
+            await self.stop()
+            await consumer.close()
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._joined:
+            self._joined = False
+            await Hub.current().leave(self.group, self)
+
+    async def hub_deliver(self, items: list[Item]) -> None:
+        for _, frame in items:
+            try:
+                notice = json.loads(frame)
+            except ValueError:
+                continue
+            if self.credential.touched_by(notice):
+                self._schedule_check()
+
+    async def hub_reconnected(self) -> None:
+        # Notices may have been lost while Redis was away.
+        self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        if self._check is None or self._check.done():
+            self._check = asyncio.create_task(self._recheck())
+
+    async def _recheck(self) -> None:
+        try:
+            allowed = await self._still_allowed()
+        except Exception:
+            log.exception("access re-check failed; keeping the connection")
+            return
+        if not allowed:
+            await self._revoke()

@@ -1,0 +1,149 @@
+"""Operational counters, summed over every Streamsite process, in Prometheus text format.
+
+Counting must cost nothing on the hot path, so each process counts in plain
+module-level integers and a background task writes its totals to a Redis hash
+``metrics:proc:<id>`` every FLUSH seconds (expiring when the process is gone).
+``/metrics`` sums the live processes. Per-feed sample rates come from per-minute
+counters that the publishing process increments with each batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Iterable
+
+import redis
+from django.conf import settings
+
+from streamsite import hub
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 5.0
+PROCESS_TTL_SECONDS = 30
+
+# name -> (type, help). Gauges are summed over processes like counters.
+METRICS: dict[str, tuple[str, str]] = {
+    "connections_open": ("gauge", "Open WebSocket connections, by kind."),
+    "frames_in_total": ("counter", "WebSocket frames received from clients."),
+    "frames_out_total": ("counter", "WebSocket frames sent to clients."),
+    "viewers_resynced_total": ("counter", "Viewers told to resync (samples no longer kept)."),
+    "viewers_dropped_total": ("counter", "Viewers disconnected for falling too far behind."),
+    "connections_revoked_total": ("counter", "Connections closed after an access change."),
+    "producer_restarts_total": ("counter", "Producers restarted by runproducers after a crash."),
+}
+
+_counts: Counter[str] = Counter()
+_process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def key(name: str, kind: str = "") -> str:
+    return f"{name}|{kind}"
+
+
+def inc(name: str, amount: int = 1, *, kind: str = "") -> None:
+    _counts[key(name, kind)] += amount
+
+
+def bump(counter_key: str) -> None:
+    """The hot-path form of inc: a precomputed key, one dict update."""
+    _counts[counter_key] += 1
+
+
+def inc_shared(name: str, amount: int = 1) -> None:
+    """For short-lived or sync processes (runproducers): count straight into Redis."""
+    try:
+        hub.sync_client().hincrby("metrics:global", f"{name}|", amount)
+    except redis.RedisError as exc:
+        log.info("metrics: could not count %s (%s)", name, exc)
+
+
+def samples_key(feed_uuid: str, minute: int) -> str:
+    return f"metrics:samples:{feed_uuid}:{minute}"
+
+
+def count_samples(pipe: redis.client.Pipeline, feed_uuid: str, amount: int) -> None:
+    """Add to the feed's per-minute sample counter inside the caller's pipeline."""
+    key = samples_key(feed_uuid, int(time.time() // 60))
+    pipe.incrby(key, amount)
+    pipe.expire(key, 180)
+
+
+class Flusher:
+    """Writes this process's totals to Redis; one per event loop that serves connections."""
+
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    @classmethod
+    def ensure_running(cls) -> None:
+        loop = asyncio.get_running_loop()
+        if loop not in cls._instances:
+            flusher = cls._instances[loop] = cls()
+            flusher.task = loop.create_task(flusher.run(), name="metrics-flush")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await asyncio.to_thread(flush)
+            except redis.RedisError as exc:
+                log.info("metrics: flush failed (%s)", exc)
+
+
+def flush() -> None:
+    key = f"metrics:proc:{_process_id}"
+    snapshot = {name: str(value) for name, value in _counts.items()}
+    if not snapshot:
+        return
+    with hub.sync_client().pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping=snapshot)
+        pipe.expire(key, PROCESS_TTL_SECONDS)
+        pipe.execute()
+
+
+def _labels(kind: str) -> str:
+    return f'{{kind="{kind}"}}' if kind else ""
+
+
+def render(client: redis.Redis, feed_names: dict[str, str]) -> str:
+    """Prometheus text exposition of every process's totals and per-feed rates."""
+    totals: Counter[str] = Counter()
+    for key in client.scan_iter("metrics:proc:*", count=500):
+        for field, value in client.hgetall(key).items():
+            totals[field.decode()] += int(value)
+    for field, value in client.hgetall("metrics:global").items():
+        totals[field.decode()] += int(value)
+    lines: list[str] = []
+    for name, (kind, help_text) in METRICS.items():
+        lines += [f"# HELP streamsite_{name} {help_text}", f"# TYPE streamsite_{name} {kind}"]
+        series = sorted((f, v) for f, v in totals.items() if f.split("|")[0] == name)
+        for field, value in series or [(f"{name}|", 0)]:
+            lines.append(f"streamsite_{name}{_labels(field.split('|', 1)[1])} {value}")
+    lines += list(_feed_rates(client, feed_names))
+    return "\n".join(lines) + "\n"
+
+
+def _feed_rates(client: redis.Redis, feed_names: dict[str, str]) -> Iterable[str]:
+    yield "# HELP streamsite_feed_samples_per_second Samples persisted per second, last full minute."
+    yield "# TYPE streamsite_feed_samples_per_second gauge"
+    last_minute = int(time.time() // 60) - 1
+    keys = [samples_key(feed_uuid, last_minute) for feed_uuid in feed_names]
+    values = client.mget(keys) if keys else []
+    for (feed_uuid, name), value in zip(feed_names.items(), values, strict=True):
+        if value is not None:
+            rate = int(value) / 60
+            safe = name.replace("\\", "\\\\").replace('"', '\\"')
+            yield f'streamsite_feed_samples_per_second{{feed="{feed_uuid}",name="{safe}"}} {rate:.3f}'
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
