@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from streams import access, services
 from streams.models import Producer
@@ -105,6 +106,12 @@ class FeedPublishConsumer(LiveConsumer):
     metrics_kind = "feed_publisher"
     producer: Producer
     watch: AccessWatch | None = None
+
+    def max_frame_bytes(self) -> int:
+        return settings.PUBLISH_MAX_BYTES
+
+    def frames_per_second(self) -> float:
+        return settings.PUBLISH_RATE_LIMIT
 
     async def connect(self) -> None:
         token = self._token()

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from streams.models import Feed, FeedKind, Sample
 from streamsite import hub, metrics
-from streamsite.live import encode
+from streamsite.frames import encode
 
 
 class SampleFrame(TypedDict):

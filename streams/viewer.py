@@ -20,8 +20,8 @@ from django.conf import settings
 from streams import events, selectors
 from streams.models import Feed
 from streamsite import metrics
+from streamsite.frames import encode
 from streamsite.hub import Hub, Item
-from streamsite.live import encode
 from streamsite.presence import Presence
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import redis
 from django.db import transaction
 
 from streamsite import hub
+from streamsite.frames import encode
 from streamsite.hub import Hub, Item
-from streamsite.live import encode
 
 log = logging.getLogger(__name__)
 

@@ -2,26 +2,45 @@
 
 from __future__ import annotations
 
-import json
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from streamsite import metrics
+from streamsite.frames import encode, error_frame
+from streamsite.presence import Presence
+
+__all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
 
 # Close code for a connection whose key, token or membership was revoked.
 CLOSE_ACCESS_REVOKED = 4403
+# Close code when a user already holds MAX_CONNECTIONS_PER_USER sockets.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """The one JSON encoding of every frame Streamsite sends."""
-    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+class _Refused(Exception):
+    """Raised out of connect() once the refusal has been sent."""
 
 
-def error_frame(code: str, message: str) -> str:
-    return encode({"type": "error", "error": code, "message": message})
+class TokenBucket:
+    """``rate`` events a second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -36,12 +55,37 @@ class LiveConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "none: live events come through streamsite.hub"
     metrics_kind = "other"
     _counted_open = False
+    _bucket: TokenBucket | None = None
+    _refused_frames = 0
+    _user_slot: str | None = None
+
+    # Limits on what a client may send; consumers that take input raise them.
+    def max_frame_bytes(self) -> int:
+        return 4096
+
+    def frames_per_second(self) -> float:
+        return 20.0
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         metrics.Flusher.ensure_running()
-        await super().websocket_connect(message)
+        try:
+            await super().websocket_connect(message)
+        except _Refused:
+            pass
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
+        """Accept, unless the signed-in user already holds MAX_CONNECTIONS_PER_USER sockets."""
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            cap = settings.MAX_CONNECTIONS_PER_USER
+            self._user_slot = await Presence.current().claim_user_slot(user.pk, cap)
+            if self._user_slot is None:
+                await super().accept(subprotocol, headers)
+                await self.send_text(
+                    error_frame("too_many_connections", f"at most {cap} open connections per user")
+                )
+                await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+                raise _Refused
         await super().accept(subprotocol, headers)
         self._counted_open = True
         metrics.inc("connections_open", kind=self.metrics_kind)
@@ -50,10 +94,32 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self._counted_open:
             self._counted_open = False
             metrics.inc("connections_open", -1, kind=self.metrics_kind)
+        if self._user_slot is not None:
+            await Presence.current().release_user_slot(self.scope["user"].pk, self._user_slot)
+            self._user_slot = None
         await super().websocket_disconnect(message)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """Size and rate limits before any parsing: abuse costs the abuser, not the others."""
         metrics.inc("frames_in_total", kind=self.metrics_kind)
+        payload = message.get("text")
+        size = len(payload.encode()) if payload is not None else len(message.get("bytes") or b"")
+        if size > self.max_frame_bytes():
+            await self.send_text(
+                error_frame("too_large", f"frames are limited to {self.max_frame_bytes()} bytes")
+            )
+            await self.close(code=1009)
+            return
+        if self._bucket is None:
+            rate = self.frames_per_second()
+            self._bucket = TokenBucket(rate, 2 * rate)
+        if not self._bucket.take():
+            self._refused_frames += 1
+            if self._refused_frames > self._bucket.burst:
+                await self.close(code=1008)
+            else:
+                await self.send_text(error_frame("rate_limited", "too many frames; slow down"))
+            return
         await super().websocket_receive(message)
 
     async def dispatch(self, message: dict[str, Any]) -> None:

@@ -152,5 +152,11 @@ LOGGING = {
 # /metrics requires "Authorization: Bearer <METRICS_TOKEN>" when set.
 METRICS_TOKEN = env_str("METRICS_TOKEN") or ""
 
-# Largest HTTP publish body (the WebSocket frame limit is the same).
+# Largest HTTP publish body and publish-socket frame.
 PUBLISH_MAX_BYTES = env_int("PUBLISH_MAX_BYTES", 256 * 1024, minimum=1024)
+# Frames a publisher may send per second (sustained; twice that in a burst).
+PUBLISH_RATE_LIMIT = env_int("PUBLISH_RATE_LIMIT", 20_000, minimum=1)
+# A WebSocket with more than this much unsent is closed (4008): see streamsite/server.py.
+WEBSOCKET_MAX_PENDING_BYTES = env_int("WEBSOCKET_MAX_PENDING_BYTES", 4 * 1024 * 1024, minimum=1024)
+# Open WebSockets one signed-in user may hold at once.
+MAX_CONNECTIONS_PER_USER = env_int("MAX_CONNECTIONS_PER_USER", 50, minimum=1)

@@ -35,7 +35,7 @@ def main() -> int:
 
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "streamsite.asgi:application"],
+            [sys.executable, "-m", "streamsite.server", "-b", host, "-p", port],
             cwd=ROOT,
         ),
         subprocess.Popen(manage("runproducers"), cwd=ROOT),

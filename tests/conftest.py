@@ -132,8 +132,9 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -
 class Daphne:
     """The real server, in its own process, on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, **env: str) -> None:
         self.port = free_port()
+        self.env = env
         self.process: subprocess.Popen | None = None
 
     @property
@@ -146,10 +147,9 @@ class Daphne:
 
     def start(self) -> Daphne:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "streamsite.asgi:application"],
+            [sys.executable, "-m", "streamsite.server", "-b", "127.0.0.1", "-p", str(self.port)],
             cwd=ROOT,
-            env=server_env(),
+            env=server_env(**self.env),
         )  # fmt: skip
         wait_for_port(self.port, self.process)
         return self
