@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import IO, Protocol
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -255,7 +256,28 @@ class StreamsiteTarget:
         self.server.wait_listening(self.port)
 
     def server_pids(self) -> list[int]:
-        return self.server.pids() if self.server else []
+        """Daphne and its children, plus the Redis server that carries the fan-out.
+
+        Redis is part of what one broadcast costs Streamsite (the reference has no
+        such hop), so it is counted when it runs on this machine and its PID can be
+        found. A shared Redis also brings other clients' load into the count.
+        """
+        pids = self.server.pids() if self.server else []
+        redis = self._redis_pid()
+        return [*pids, redis] if redis is not None else pids
+
+    def _redis_pid(self) -> int | None:
+        url = urlsplit(self.env.get("REDIS_URL", ""))
+        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        port = url.port or 6379
+        try:
+            for conn in psutil.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return conn.pid
+        except psutil.Error:
+            pass  # not allowed to see other users' sockets: Redis is left out
+        return None
 
     def create_feeds(self, count: int, name: str) -> list[FeedEndpoint]:
         args = ["createfeed", "--tenant", self.tenant, "--name", name, "--share"]
