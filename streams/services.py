@@ -73,33 +73,62 @@ def samples_append(*, feed: Feed, values: Sequence[tuple[float, float | None]]) 
     must have been validated (sample_inputs_from_frame); a bad one raises and
     rolls everything back.
     """
+    return samples_append_many(writes=[(feed, values)])[0]
+
+
+def samples_append_many(
+    *, writes: Sequence[tuple[Feed, Sequence[tuple[float, float | None]]]]
+) -> list[list[Sample]]:
+    """Several appends, possibly to several feeds, in one transaction (group commit).
+
+    Feed rows are locked in primary-key order, so two processes committing
+    overlapping batches cannot deadlock. Returns the samples of each write, in order.
+    """
+    now = time.time()
+    by_feed: dict[int, list[int]] = {}
+    for index, (feed, _) in enumerate(writes):
+        by_feed.setdefault(feed.pk, []).append(index)
+    results: list[list[Sample]] = [[] for _ in writes]
+    with transaction.atomic():
+        for feed_pk in sorted(by_feed):
+            indexes = by_feed[feed_pk]
+            chunks = [writes[i][1] for i in indexes]
+            samples = _append_locked(feed_pk, [v for chunk in chunks for v in chunk], now)
+            position = 0
+            for index, chunk in zip(indexes, chunks, strict=True):
+                results[index] = samples[position : position + len(chunk)]
+                position += len(chunk)
+    return results
+
+
+def _append_locked(
+    feed_pk: int, values: Sequence[tuple[float, float | None]], now: float
+) -> list[Sample]:
     if not values:
         return []
-    now = time.time()
-    with transaction.atomic():
-        locked = Feed.objects.select_for_update().get(pk=feed.pk)
-        accumulator = accumulator_for(locked.kind, locked.stats)
-        samples = []
-        seq = locked.last_seq
-        for value, ts in values:
-            accumulator.add(value)
-            seq += 1
-            samples.append(
-                Sample(
-                    feed_id=locked.pk,
-                    seq=seq,
-                    value=value,
-                    ts=now if ts is None else ts,
-                    stats=accumulator.summary(),
-                )
+    locked = Feed.objects.select_for_update().get(pk=feed_pk)
+    accumulator = accumulator_for(locked.kind, locked.stats)
+    samples = []
+    seq = locked.last_seq
+    for value, ts in values:
+        accumulator.add(value)
+        seq += 1
+        samples.append(
+            Sample(
+                feed_id=locked.pk,
+                seq=seq,
+                value=value,
+                ts=now if ts is None else ts,
+                stats=accumulator.summary(),
             )
-        Sample.objects.bulk_create(samples)
-        Feed.objects.filter(pk=locked.pk).update(last_seq=seq, stats=accumulator.state())
-        crossed_prune_mark = seq // _PRUNE_EVERY != locked.last_seq // _PRUNE_EVERY
-        locked.last_seq = seq
-        if crossed_prune_mark:
-            _prune(locked, now)
-        events.samples_published(locked, samples)
+        )
+    Sample.objects.bulk_create(samples)
+    Feed.objects.filter(pk=locked.pk).update(last_seq=seq, stats=accumulator.state())
+    crossed_prune_mark = seq // _PRUNE_EVERY != locked.last_seq // _PRUNE_EVERY
+    locked.last_seq = seq
+    if crossed_prune_mark:
+        _prune(locked, now)
+    events.samples_published(locked, samples)
     return samples
 
 

@@ -9,6 +9,7 @@ JSON-safe ``state()`` persisted on the feed, and a ``summary()`` that is the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,24 +74,46 @@ def beta_cdf(x: float, a: float, b: float) -> float:
 
 
 def beta_quantile(p: float, a: float, b: float) -> float:
-    """The x with I_x(a, b) = p: exact (bisection) for small a, b; Cornish-Fisher above."""
+    """The x with I_x(a, b) = p: exact (Newton, kept in a bisection bracket) for small
+    a, b; Cornish-Fisher above."""
     mean = a / (a + b)
     var = a * b / ((a + b) ** 2 * (a + b + 1.0))
     sd = math.sqrt(var)
     z = _normal_quantile(p)
+    skew = 2.0 * (b - a) * math.sqrt(a + b + 1.0) / ((a + b + 2.0) * math.sqrt(a * b))
+    guess = min(1.0 - 1e-9, max(1e-9, mean + sd * (z + skew / 6.0 * (z * z - 1.0))))
     if min(a, b) >= _EXACT_QUANTILE_BELOW:
-        skew = 2.0 * (b - a) * math.sqrt(a + b + 1.0) / ((a + b + 2.0) * math.sqrt(a * b))
-        return min(1.0, max(0.0, mean + sd * (z + skew / 6.0 * (z * z - 1.0))))
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2.0
-        if beta_cdf(mid, a, b) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-9:
+        return guess
+    lo, hi, x = 0.0, 1.0, guess
+    for _ in range(100):
+        error = beta_cdf(x, a, b) - p
+        if abs(error) < 1e-10:
             break
-    return (lo + hi) / 2.0
+        if error < 0:
+            lo = x
+        else:
+            hi = x
+        density = beta_pdf(x, a, b)
+        step = x - error / density if density > 0 else lo - 1.0
+        # Newton converges in a few steps from the Cornish-Fisher guess; a step
+        # that leaves the bracket falls back to bisection.
+        x = step if lo < step < hi else (lo + hi) / 2.0
+        if hi - lo < 1e-12:
+            break
+    return x
+
+
+@functools.lru_cache(maxsize=65_536)
+def credible_interval_95(alpha: int, beta: int) -> tuple[float, float]:
+    """Rounded equal-tailed 95% interval of Beta(alpha, beta).
+
+    Cached: it depends only on two integers, and the small pairs, where the
+    exact computation is needed, are the ones every young feed goes through.
+    """
+    return (
+        round(beta_quantile(0.025, alpha, beta), 6),
+        round(beta_quantile(0.975, alpha, beta), 6),
+    )
 
 
 def _normal_quantile(p: float) -> float:
@@ -153,7 +176,7 @@ class BinaryStats:
             "alpha": a,
             "beta": b,
             "mean": round(a / (a + b), 6),
-            "ci95": [round(beta_quantile(0.025, a, b), 6), round(beta_quantile(0.975, a, b), 6)],
+            "ci95": list(credible_interval_95(a, b)),
         }
 
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Called with a frame's text and, for samples and hellos, the seq it brings the viewer to.
 Send = Callable[[str, int | None], Awaitable[None]]
+# The broadcast fast path (streamsite.server): writes a prepared frame, False if not sent.
+WriteFrame = Callable[[bytes], bool]
 
 
 @database_sync_to_async
@@ -63,9 +65,11 @@ class FeedViewer:
         *,
         details: dict[str, Any],
         on_failure: Callable[[], Awaitable[None]],
+        write_frame: WriteFrame | None = None,
     ) -> None:
         self.feed = feed
         self._on_failure = on_failure
+        self._write_frame = write_frame
         self.group = events.feed_group(feed.uuid)
         self._send = send
         self._details = details
@@ -103,22 +107,27 @@ class FeedViewer:
             self._presence_id = None
 
     async def hub_deliver(self, items: list[Item]) -> None:
-        # The hot path: one call per viewer per message, frames sent as encoded.
+        # The hot path: one call per viewer per message, frames sent as prepared.
         if self._catching_up:
             self._pending.extend(items)
             return
+        write = self._write_frame
         last = self._last_seq
-        for index, (seq, frame) in enumerate(items):
-            if seq is None:
-                await self._send(frame, None)
-            elif seq == last + 1:
-                await self._send(frame, seq)
-                last = seq
-            elif seq > last:
+        for index, item in enumerate(items):
+            seq = item.seq
+            if seq is not None and seq != last + 1:
+                if seq <= last:
+                    continue
                 self._last_seq = last
                 self._pending.extend(items[index:])
                 self._start_catch_up()
                 return
+            if write is not None:
+                write(item.wire)
+            else:
+                await self._send(item.text, seq)
+            if seq is not None:
+                last = seq
         self._last_seq = last
 
     async def hub_reconnected(self) -> None:
@@ -155,7 +164,7 @@ class FeedViewer:
         """Send the buffered frames that continue the sequence; True if a gap remains."""
         while self._pending:
             pending, self._pending = self._pending, []
-            for index, (seq, frame) in enumerate(pending):
+            for index, (seq, frame, _) in enumerate(pending):
                 if seq is None:
                     await self._send(frame, None)
                 elif seq == self._last_seq + 1:

@@ -114,9 +114,9 @@ class AccessWatch:
             await Hub.current().leave(self.group, self)
 
     async def hub_deliver(self, items: list[Item]) -> None:
-        for _, frame in items:
+        for item in items:
             try:
-                notice = json.loads(frame)
+                notice = json.loads(item.text)
             except ValueError:
                 continue
             if self.credential.touched_by(notice):

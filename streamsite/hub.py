@@ -24,30 +24,44 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
 from redis.client import Pipeline
 
+from streamsite.frames import websocket_frame
+
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "streamsite:"
 JOIN_TIMEOUT_SECONDS = 5.0
-Item = tuple[int | None, str]
 
 
-def encode_items(items: Sequence[Item]) -> str:
+class Item(NamedTuple):
+    """One frame of a broadcast: its sequence number (if any), its text and its wire form."""
+
+    seq: int | None
+    text: str
+    wire: bytes
+
+
+def make_item(seq: int | None, text: str) -> Item:
+    return Item(seq, text, websocket_frame(text))
+
+
+def encode_items(items: Sequence[tuple[int | None, str]]) -> str:
     # JSON text never contains a raw newline or tab, so both are safe separators.
-    return "\n".join(f"{'' if seq is None else seq}\t{frame}" for seq, frame in items)
+    return "\n".join(f"{'' if seq is None else seq}\t{frame}" for seq, frame, *_ in items)
 
 
 def decode_items(payload: str) -> list[Item]:
+    """Decoded once per process per message; every local subscriber gets the same items."""
     items: list[Item] = []
     for line in payload.split("\n"):
         seq, _, frame = line.partition("\t")
-        items.append((int(seq) if seq else None, frame))
+        items.append(make_item(int(seq) if seq else None, frame))
     return items
 
 
@@ -68,7 +82,10 @@ def sync_client() -> redis.Redis:
 
 
 def publish(
-    group: str, items: Sequence[Item], *, also: Callable[[Pipeline], None] | None = None
+    group: str,
+    items: Sequence[tuple[int | None, str]],
+    *,
+    also: Callable[[Pipeline], None] | None = None,
 ) -> bool:
     """Send items to every process subscribed to the group. False if Redis is away.
 
@@ -76,17 +93,28 @@ def publish(
     who fill the gap from the database. ``also`` adds commands (metrics) to the
     same round trip.
     """
-    if not items:
+    return publish_many([(group, items)], also=also)
+
+
+def publish_many(
+    messages: Sequence[tuple[str, Sequence[tuple[int | None, str]]]],
+    *,
+    also: Callable[[Pipeline], None] | None = None,
+) -> bool:
+    """Several groups' messages in one round trip (a transaction's broadcasts)."""
+    messages = [(group, items) for group, items in messages if items]
+    if not messages:
         return True
     try:
         with sync_client().pipeline(transaction=False) as pipe:
-            pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
+            for group, items in messages:
+                pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
             if also is not None:
                 also(pipe)
             pipe.execute()
         return True
     except redis.RedisError as exc:
-        log.warning("hub: publish to %s failed (%s); viewers will resync", group, exc)
+        log.warning("hub: publish failed (%s); viewers will resync", exc)
         return False
 
 

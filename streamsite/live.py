@@ -66,6 +66,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     def frames_per_second(self) -> float:
         return 20.0
 
+    @property
+    def write_frame(self):
+        """The server's prepared-frame writer (streamsite.server), or None under other servers."""
+        return (self.scope.get("extensions") or {}).get("streamsite.write_frame")
+
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         metrics.Flusher.ensure_running()
         try:

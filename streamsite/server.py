@@ -1,7 +1,7 @@
 """``python -m streamsite.server [daphne options]``: Daphne with Streamsite's limits.
 
 Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers``
-...) except the application, which is always ``streamsite.asgi:application``. On top:
+...) except the application, which is always Streamsite's (``streamsite.asgi``). On top:
 
 - **Message size.** WebSocket messages and frames are limited to the largest
   document upload plus a little (``DOCUMENT_MAX_BYTES`` + 64 KiB) unless given;
@@ -13,18 +13,26 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
+- **Prepared frames.** A broadcast frame is framed once per process
+  (``streamsite.frames.websocket_frame``) and written to each socket as is,
+  through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
+from streamsite import metrics
+
 CLOSE_TOO_SLOW = 4008
-_APPLICATION = "streamsite.asgi:application"
+_FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
+_APPLICATION = "streamsite.server:application"
 
 
 def pending_bytes(transport: object) -> int:
@@ -40,20 +48,81 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     max_pending_bytes = 4 * 1024 * 1024
     _too_slow = False
 
-    def serverSend(self, content, binary=False):  # noqa: N802 (Daphne's name)
+    def _keeping_up(self) -> bool:
         if self._too_slow:
-            return
+            return False
         if pending_bytes(self.transport) > self.max_pending_bytes:
             self._too_slow = True
-            from streamsite import metrics
-
             metrics.inc("viewers_dropped_total")
             self.sendClose(
                 code=CLOSE_TOO_SLOW,
                 reason=f"too slow: over {self.max_pending_bytes} bytes unsent; reconnect",
             )
-            return
-        super().serverSend(content, binary)
+            return False
+        return True
+
+    def serverSend(self, content, binary=False):  # noqa: N802 (Daphne's name)
+        if self._keeping_up():
+            super().serverSend(content, binary)
+
+    def write_prepared(self, wire: bytes) -> bool:
+        """Write a frame built by streamsite.frames.websocket_frame; False if not sent.
+
+        The broadcast fast path: no re-encoding, no re-framing, no coroutine.
+        """
+        if self.state != self.STATE_OPEN or not self._keeping_up():
+            return False
+        transport = self.transport
+        sock = getattr(transport, "socket", None)
+        sent = 0
+        if sock is not None and pending_bytes(transport) == 0 and not transport.disconnecting:
+            # Nothing queued: write now, as Tornado does, instead of Twisted's
+            # buffer -> epoll register -> send -> unregister (three syscalls a frame).
+            try:
+                sent = sock.send(wire)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport notices the broken socket on its own write
+        if sent < len(wire):
+            transport.write(wire[sent:] if sent else wire)
+        metrics.bump(_FRAMES_OUT)
+        return True
+
+
+class PreparedFramesApp:
+    """Offers consumers ``scope["extensions"]["streamsite.write_frame"]`` on our protocol.
+
+    Daphne gives the application ``send = partial(Server.handle_reply, protocol)``;
+    when that protocol is ours, the extension is its ``write_prepared``. Anything
+    else (another server, the test communicator) gets no extension and consumers
+    send through ASGI as usual.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and isinstance(send, functools.partial):
+            protocol = send.args[0] if send.args else None
+            if isinstance(protocol, BoundedWebSocketProtocol):
+                extensions = dict(scope.get("extensions") or {})
+                extensions["streamsite.write_frame"] = protocol.write_prepared
+                scope = dict(scope, extensions=extensions)
+        return await self.app(scope, receive, send)
+
+
+def _load_application() -> PreparedFramesApp:
+    from streamsite.asgi import application as streamsite_application
+
+    return PreparedFramesApp(streamsite_application)
+
+
+def __getattr__(name: str) -> Any:
+    # Daphne imports "streamsite.server:application"; built on first use, after settings.
+    if name == "application":
+        return _load_application()
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,74 @@
+"""Group commit for every publisher of this process.
+
+Publish sockets hand their validated samples here instead of writing them
+themselves. One writer per event loop takes everything queued, from every
+socket and feed, and writes it in one transaction in one worker-thread call;
+then each socket gets its samples back and acks them. Under load, a commit
+and its single Redis round trip (streams/events.py) are shared by hundreds of
+samples; with one quiet publisher it is simply one transaction per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Sequence
+
+from channels.db import database_sync_to_async
+
+from streams import services
+from streams.models import Feed, Sample
+
+# Samples per transaction: big enough to amortise the commit, small enough that
+# one batch never holds feed locks for long.
+MAX_BATCH_SAMPLES = 2000
+
+Values = Sequence[tuple[float, float | None]]
+_append_many = database_sync_to_async(services.samples_append_many)
+
+
+class IngestWriter:
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IngestWriter] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[Feed, Values, asyncio.Future[list[Sample]]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def current(cls) -> IngestWriter:
+        loop = asyncio.get_running_loop()
+        writer = cls._instances.get(loop)
+        if writer is None:
+            writer = cls._instances[loop] = cls()
+        return writer
+
+    async def write(self, feed: Feed, values: Values) -> list[Sample]:
+        """Persist the samples (durable when this returns) and broadcast them after commit."""
+        future: asyncio.Future[list[Sample]] = asyncio.get_running_loop().create_future()
+        self._queue.append((feed, values, future))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="ingest-writer")
+        return await future
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, count = [], 0
+            while self._queue and (
+                not batch or count + len(self._queue[0][1]) <= MAX_BATCH_SAMPLES
+            ):
+                batch.append(self._queue.pop(0))
+                count += len(batch[-1][1])
+            try:
+                results = await _append_many(writes=[(feed, values) for feed, values, _ in batch])
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (*_, future), samples in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(samples)
