@@ -23,8 +23,24 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
+def daphne_command(host: str, port: str | int) -> list[str]:
+    """Daphne as Streamsite runs it: messages up to the size a document upload needs.
+
+    Reads the Django settings, so DJANGO_SETTINGS_MODULE and the environment
+    must be set up first.
+    """
+    from django.conf import settings
+
+    message = str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE)
+    frame = str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+            "--websocket-max-message-size", message, "--websocket-max-frame-size", frame,
+            "streamsite.asgi:application"]  # fmt: skip
+
+
 def main() -> int:
     os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     redis = ensure_redis_url()
@@ -34,10 +50,7 @@ def main() -> int:
     demo = subprocess.run(manage("loaddemo"), check=True, capture_output=True, text=True)
 
     children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "streamsite.asgi:application"],
-            cwd=ROOT,
-        ),
+        subprocess.Popen(daphne_command(host, port), cwd=ROOT),
         subprocess.Popen(manage("runproducers"), cwd=ROOT),
     ]
     stopping = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from django.db import connection
 
 from streams.models import Feed, FeedKind, Producer, ProducerKind
 from streams.services import feed_create, producer_create
+from streamsite.stack import daphne_command
 from tenants.models import Role, Tenant
 from tenants.services import membership_set, tenant_create
 
@@ -146,11 +146,8 @@ class Daphne:
 
     def start(self) -> Daphne:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "streamsite.asgi:application"],
-            cwd=ROOT,
-            env=server_env(),
-        )  # fmt: skip
+            daphne_command("127.0.0.1", self.port), cwd=ROOT, env=server_env()
+        )
         wait_for_port(self.port, self.process)
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,32 @@ def numbers_tsv(rows: int, *, tag: str = "") -> bytes:
     """A header ``n  square  tag`` and ``rows`` rows: row i (1-based) is ``i  i*i  tag``."""
     lines = ["n\tsquare\ttag", *(f"{i}\t{i * i}\t{tag}" for i in range(1, rows + 1))]
     return ("\n".join(lines) + "\n").encode()
+
+
+def big_tsv(rows: int = 100_000) -> bytes:
+    """About 10 MB for 100,000 rows: row i starts with i, so every page can be checked."""
+    rng = random.Random(1)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 "
+    lines = ["id\t" + "\t".join(f"column {n}" for n in range(1, 10))]
+    for i in range(1, rows + 1):
+        cells = ("".join(rng.choices(alphabet, k=9)) for _ in range(9))
+        lines.append(f"{i}\t" + "\t".join(cells))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def tsv_of_size(size: int) -> bytes:
+    """A TSV file of exactly ``size`` bytes (at least a few hundred): numbered rows, padded."""
+    row = "\t".join(["x" * 9] * 9)
+    lines, length, i = ["id\tvalues"], len("id\tvalues\n"), 0
+    while length + 2 * (len(row) + 10) < size:
+        i += 1
+        lines.append(f"{i}\t{row}")
+        length += len(lines[-1]) + 1
+    prefix = f"{i + 1}\t"
+    lines.append(prefix + "y" * (size - length - len(prefix) - 1))
+    data = ("\n".join(lines) + "\n").encode()
+    assert len(data) == size
+    return data
 
 
 @pytest.fixture
