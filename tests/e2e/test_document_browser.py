@@ -4,6 +4,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connection
 
 from documents.services import document_create, document_page_set
 from tests.conftest import ROOT, Daphne
@@ -22,8 +23,16 @@ SHOWN = """() => ({
 
 def in_thread(function, **kwargs):
     """ORM calls from a thread: Playwright's sync API keeps an event loop running in this one."""
+
+    def call():
+        try:
+            return function(**kwargs)
+        finally:
+            # Else the thread's connection outlives it and can hold up dropping the test database.
+            connection.close()
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, **kwargs).result()
+        return pool.submit(call).result()
 
 
 def wait_until_shown(page, *, version: int, page_no: int, timeout_ms: float = 5000) -> None:
