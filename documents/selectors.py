@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -51,11 +52,11 @@ def document_rows(document: Document, start: int, stop: int) -> list[list[str]]:
             chunk_no__lte=last,
         )
         .order_by("chunk_no")
-        .values_list("rows", flat=True)
+        .values_list("rows_json", flat=True)
     )
     if len(chunks) != last - first + 1:
         raise VersionGone(f"version {document.version} of {document.uuid} is gone")
-    rows = [row for chunk in chunks for row in chunk]
+    rows = [row for chunk in chunks for row in json.loads(chunk)]
     offset = first * ROWS_PER_CHUNK
     return rows[start - offset : stop - offset]
 
@@ -109,11 +110,14 @@ def document_export(document_id: int) -> tuple[Document, Iterator[list[str]]]:
     """
     for attempt in range(_READ_ATTEMPTS):
         document = Document.objects.get(pk=document_id)
-        chunks = list(
-            DocumentChunk.objects.filter(document_id=document.pk, version=document.version)
+        chunks = [
+            json.loads(text)
+            for text in DocumentChunk.objects.filter(
+                document_id=document.pk, version=document.version
+            )
             .order_by("chunk_no")
-            .values_list("rows", flat=True)
-        )
+            .values_list("rows_json", flat=True)
+        ]
         rows_read = sum(map(len, chunks))
         if rows_read == document.row_count or attempt == _READ_ATTEMPTS - 1:
             if rows_read != document.row_count:

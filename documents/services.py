@@ -10,6 +10,7 @@ database's (version, page) whatever order the broadcasts arrive in.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -174,7 +175,9 @@ def _insert_chunks(document: Document, parsed: ParsedTSV) -> None:
                 document_id=document.pk,
                 version=document.version,
                 chunk_no=number,
-                rows=rows[start : start + ROWS_PER_CHUNK],
+                rows_json=json.dumps(
+                    rows[start : start + ROWS_PER_CHUNK], ensure_ascii=False, separators=(",", ":")
+                ),
             )
             for number, start in enumerate(range(0, len(rows), ROWS_PER_CHUNK))
         ),
