@@ -18,8 +18,8 @@ from streamsite.live import LiveConsumer, encode, error_frame
 
 log = logging.getLogger(__name__)
 
-# A page request is a few dozen bytes; anything much larger is not one, and
-# decoding it would hold up the event loop for nothing.
+# A page request is a few dozen characters; anything much larger is not one,
+# and decoding it would hold up the event loop for nothing.
 MAX_TEXT_FRAME = 4096
 
 _viewer_document = database_sync_to_async(access.document_for_viewer)
@@ -117,7 +117,9 @@ class DocumentConsumer(LiveConsumer):
 
     async def _request(self, text: str) -> None:
         if len(text) > MAX_TEXT_FRAME:
-            await self.send_text(error_frame("too_large", "a text frame is at most 4096 bytes"))
+            await self.send_text(
+                error_frame("too_large", f"a text frame is at most {MAX_TEXT_FRAME} characters")
+            )
             return
         try:
             frame = json.loads(text)

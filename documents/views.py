@@ -7,6 +7,8 @@ pages work without JavaScript too.
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -20,6 +22,8 @@ from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
 from documents.tsv import TSVError, export_tsv
 from tenants.access import PUBLISH_ROLES, tenants_where
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -186,8 +190,10 @@ def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
         export_tsv(document.columns, rows).encode(),
         content_type="text/tab-separated-values; charset=utf-8",
     )
+    # A name may hold line breaks, which a header must not.
+    name = _CONTROL_CHARACTERS.sub(" ", document.name)
     response["Content-Disposition"] = content_disposition_header(
-        True, f"{document.name} v{document.version}.tsv"
+        True, f"{name} v{document.version}.tsv"
     )
     return response
 

@@ -259,6 +259,12 @@ def test_export_is_an_attachment_with_formulas_neutralised(world):
     )
 
 
+def test_export_of_a_name_with_a_line_break(world):
+    document = document_create(tenant=world.acme, name="two\nlines", data=b"a\n1\n").document
+    response = signed_in(world.alice).get(reverse("document-export", args=[document.uuid]))
+    assert response["Content-Disposition"] == 'attachment; filename="two lines v1.tsv"'
+
+
 def test_export_with_the_share_key_and_of_every_row(client, acme_document):
     url = reverse("document-export", args=[acme_document.uuid])
     response = client.get(f"{url}?key={acme_document.share_key}")
