@@ -13,7 +13,7 @@ import uuid as uuid_module
 from django.utils import timezone
 
 from streams.models import Feed, Producer
-from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, role_in
+from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, origin_allowed, role_in
 
 
 def _feed(feed_uuid: uuid_module.UUID | str) -> Feed | None:
@@ -21,14 +21,6 @@ def _feed(feed_uuid: uuid_module.UUID | str) -> Feed | None:
         return Feed.objects.select_related("tenant").get(uuid=feed_uuid)
     except (Feed.DoesNotExist, ValueError):
         return None
-
-
-def origin_allowed(allowed_origins: str, foreign_origin: str | None) -> bool:
-    """May a share key be used from this origin? None means same-site or no Origin."""
-    if not foreign_origin:
-        return True
-    allowed = {line.strip().rstrip("/") for line in allowed_origins.splitlines() if line.strip()}
-    return foreign_origin.rstrip("/") in allowed
 
 
 def feed_for_viewer(

@@ -3,10 +3,11 @@
 Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers``
 ...) except the application, which is always Streamsite's (``streamsite.asgi``). On top:
 
-- **Message size.** WebSocket messages and frames are limited to the largest
-  document upload plus a little (``DOCUMENT_MAX_BYTES`` + 64 KiB) unless given;
-  a larger one is refused by the protocol layer with close code 1009 before it
-  is buffered. Consumers apply tighter limits of their own (feeds: 256 KiB).
+- **Message size.** WebSocket messages and frames are limited to
+  ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` (the largest document upload plus 1 MiB,
+  so a slightly-too-big file still gets a readable error) unless given; a larger
+  one is dropped by the protocol layer before it is buffered. Consumers apply
+  tighter limits of their own (feeds: 256 KiB; viewers: 4 KiB).
 - **Slow readers.** ASGI has no backpressure: a viewer who stops reading makes
   the server queue every frame for it. Here each WebSocket checks, before a
   send, how much is still waiting in its transport; past
@@ -130,11 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     from django.conf import settings
 
     args = list(sys.argv[1:] if argv is None else argv)
-    limit = str(settings.DOCUMENT_MAX_BYTES + 64 * 1024)
     if not any(a.startswith("--websocket-max-message-size") for a in args):
-        args += ["--websocket-max-message-size", limit]
+        args += ["--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE)]
     if not any(a.startswith("--websocket-max-frame-size") for a in args):
-        args += ["--websocket-max-frame-size", limit]
+        args += ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)]
     args.append(_APPLICATION)
     BoundedWebSocketProtocol.max_pending_bytes = settings.WEBSOCKET_MAX_PENDING_BYTES
     WebSocketFactory.protocol = BoundedWebSocketProtocol

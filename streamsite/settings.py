@@ -129,6 +129,13 @@ FEED_DEFAULT_RETENTION = env_int("FEED_DEFAULT_RETENTION", 100_000, minimum=1)
 DOCUMENT_PAGE_SIZE = env_int("DOCUMENT_PAGE_SIZE", 100, minimum=1)
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
+# Daphne closes the socket (code 1009) on any WebSocket message over this size,
+# 1 MiB by default. A document upload is one binary message of up to
+# DOCUMENT_MAX_BYTES; the extra megabyte lets a slightly larger file still get a
+# readable `too_large` error frame. Daphne's `runserver` reads these two names;
+# `python -m streamsite.server` passes them to Daphne.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
 
 # Production hardening: on whenever DEBUG is off (manage.py check --deploy clean).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -25,6 +25,7 @@ def manage(*args: str) -> list[str]:
 
 def main() -> int:
     os.environ.setdefault("DEBUG", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
     redis = ensure_redis_url()

@@ -29,3 +29,26 @@ def tenants_of(user: AbstractBaseUser | AnonymousUser) -> list[Tenant]:
     if not user.is_authenticated:
         return []
     return list(Tenant.objects.filter(memberships__user_id=user.pk).order_by("slug"))
+
+
+def tenants_where(user: AbstractBaseUser | AnonymousUser, roles: frozenset[Role]) -> list[Tenant]:
+    """The tenants in which the user holds one of these roles (e.g. PUBLISH_ROLES)."""
+    if not user.is_authenticated:
+        return []
+    return list(
+        Tenant.objects.filter(
+            memberships__user_id=user.pk, memberships__role__in=list(roles)
+        ).order_by("slug")
+    )
+
+
+def origin_allowed(allowed_origins: str, foreign_origin: str | None) -> bool:
+    """May a share key be used from this origin? None means same-site or no Origin.
+
+    ``allowed_origins`` is an object's list of other sites, one origin per line
+    (feeds and documents have the same field).
+    """
+    if not foreign_origin:
+        return True
+    allowed = {line.strip().rstrip("/") for line in allowed_origins.splitlines() if line.strip()}
+    return foreign_origin.rstrip("/") in allowed

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.db import connection
 
 from streams.models import Feed, FeedKind, Producer, ProducerKind
@@ -36,12 +38,20 @@ class World:
     globex: Tenant
 
 
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once per run, with the real hasher (the browser tests sign in
+    through Daphne): hashing it per user was most of the cost of every test."""
+    return make_password(PASSWORD)
+
+
 @pytest.fixture
 def world(db) -> World:
     User = get_user_model()
-    alice = User.objects.create_user("alice", password=PASSWORD)
-    bob = User.objects.create_user("bob", password=PASSWORD)
-    charlie = User.objects.create_user("charlie", password=PASSWORD)
+    alice, bob, charlie = (
+        User.objects.create(username=name, password=password_hash())
+        for name in ("alice", "bob", "charlie")
+    )
     acme = tenant_create(slug="acme", name="Acme", owner=alice)
     membership_set(tenant=acme, user=bob, role=Role.VIEWER)
     globex = tenant_create(slug="globex", name="Globex", owner=charlie)

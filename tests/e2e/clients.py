@@ -13,3 +13,12 @@ async def next_sample(socket) -> dict:
             frame = json.loads(await socket.recv())
             if frame["type"] == "sample":
                 return frame
+
+
+async def next_frame(socket) -> dict:
+    """The next frame other than presence (which comes at its own pace), within 30 s."""
+    async with asyncio.timeout(30):
+        while True:
+            frame = json.loads(await socket.recv())
+            if frame["type"] != "presence":
+                return frame

@@ -1,41 +1,15 @@
 """The feed page in a real headless Chromium, against the real server."""
 
-import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import PASSWORD, ROOT, Daphne, server_env
+from tests.conftest import ROOT, Daphne, server_env
+from tests.e2e.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser():
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is required (STREAMSITE_REQUIRE_BROWSER=1)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def read_numbers(page) -> dict[str, int]:
@@ -57,12 +31,7 @@ def test_signed_in_member_sees_samples_arrive_and_the_page_survives_a_restart(
     )
     try:
         page = browser.new_page()
-        feed_path = acme_feed.feed.get_absolute_url()
-        page.goto(f"{server.http}/accounts/login/?next={feed_path}")
-        page.fill("#id_username", "bob")
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"**{feed_path}")
+        sign_in(page, server, "bob", acme_feed.feed.get_absolute_url())
         page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
         page.wait_for_function("Number(document.getElementById('n').textContent) >= 3")
 

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from streams.services import samples_append
 from tests.conftest import session_cookie_for
-from tests.streams.wsclient import communicator, receive, refused
+from tests.streams.wsclient import communicator, quiet, receive, refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,7 +92,7 @@ async def test_since_replays_missed_samples_then_continues_live(acme_feed):
     assert replayed == [3, 4, 5]
     await append(feed=acme_feed.feed, values=[(0, None)])
     assert (await receive(comm))["seq"] == 6
-    assert await comm.receive_nothing(timeout=0.3)
+    assert await quiet(comm, 0.3)
     await comm.disconnect()
 
 

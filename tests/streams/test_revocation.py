@@ -1,6 +1,5 @@
 """Revoking a key, a token or a membership closes the connections that relied on it."""
 
-import asyncio
 import json
 
 import pytest
@@ -16,7 +15,7 @@ from streams.services import (
 from tenants.models import Membership
 from tenants.services import membership_remove
 from tests.conftest import session_cookie_for
-from tests.streams.wsclient import communicator, receive
+from tests.streams.wsclient import communicator, quiet, receive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,16 +33,7 @@ async def closed_with_revoked(comm) -> bool:
 
 async def still_open(comm, seconds: float = 1.0) -> bool:
     """Nothing but presence frames for a while: the connection was left alone."""
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                output = await comm.receive_output()
-                if output["type"] == "websocket.close":
-                    return False
-                if json.loads(output["text"])["type"] != "presence":
-                    return False
-    except TimeoutError:
-        return True
+    return await quiet(comm, seconds)
 
 
 async def viewer(path, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from channels.testing import WebsocketCommunicator
@@ -37,3 +38,30 @@ async def refused(comm: WebsocketCommunicator) -> bool:
     if connected:
         await comm.disconnect()
     return not connected
+
+
+async def drain(comm: WebsocketCommunicator, quiet_for: float = 0.5) -> list[dict]:
+    """Every frame but presence, until none has come for ``quiet_for`` seconds.
+
+    Reads the output queue itself: the communicator's own receive cancels the
+    application when it times out, and a quiet viewer must stay connected.
+    """
+    frames = []
+    while True:
+        try:
+            message = await asyncio.wait_for(comm.output_queue.get(), quiet_for)
+        except TimeoutError:
+            if comm.future.done():
+                comm.future.result()  # surface a crashed consumer
+            return frames
+        if message["type"] == "websocket.close":
+            frames.append({"type": "close", "code": message.get("code")})
+            continue
+        frame = json.loads(message["text"])
+        if frame.get("type") != "presence":
+            frames.append(frame)
+
+
+async def quiet(comm: WebsocketCommunicator, seconds: float) -> bool:
+    """Nothing but presence frames for ``seconds``: nothing moved, nothing was said."""
+    return await drain(comm, seconds) == []

@@ -1,0 +1,133 @@
+"""Reads of documents: pages, whole versions, lists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from documents import events
+from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
+
+# A reader that raced a new version (its chunks were deleted between reading
+# the document row and reading them) simply reads again; more than a few
+# uploads in a row during one read is not a real-world case.
+_READ_ATTEMPTS = 5
+
+
+class PageOutOfRange(ValueError):
+    """A page number outside 1..total_pages."""
+
+
+class VersionGone(RuntimeError):
+    """The version being read was replaced (and its rows deleted) meanwhile."""
+
+
+def page_size() -> int:
+    return settings.DOCUMENT_PAGE_SIZE
+
+
+def page_count(row_count: int, size: int) -> int:
+    """Pages of ``size`` rows; a header-only document still has one (empty) page."""
+    return max(1, -(-row_count // size))
+
+
+def document_rows(document: Document, start: int, stop: int) -> list[list[str]]:
+    """Rows ``start`` (0-based, inclusive) to ``stop`` (exclusive) of the document's version.
+
+    One query over the chunk index. Raises VersionGone if the version's rows
+    are no longer all there.
+    """
+    stop = min(stop, document.row_count)
+    if start >= stop:
+        return []
+    first, last = start // ROWS_PER_CHUNK, (stop - 1) // ROWS_PER_CHUNK
+    chunks = list(
+        DocumentChunk.objects.filter(
+            document_id=document.pk,
+            version=document.version,
+            chunk_no__gte=first,
+            chunk_no__lte=last,
+        )
+        .order_by("chunk_no")
+        .values_list("rows_json", flat=True)
+    )
+    if len(chunks) != last - first + 1:
+        raise VersionGone(f"version {document.version} of {document.uuid} is gone")
+    rows = [row for chunk in chunks for row in json.loads(chunk)]
+    offset = first * ROWS_PER_CHUNK
+    return rows[start - offset : stop - offset]
+
+
+def document_page(document: Document, page_no: int) -> events.PageFrame:
+    """Page ``page_no`` (1-based) of the document as given (version, row count, state).
+
+    Raises PageOutOfRange, or VersionGone when the instance is stale; callers
+    holding the document's row lock never see the latter.
+    """
+    size = page_size()
+    total_pages = page_count(document.row_count, size)
+    if not 1 <= page_no <= total_pages:
+        raise PageOutOfRange(f"page_no must be between 1 and {total_pages}")
+    start = (page_no - 1) * size
+    return events.page_frame(
+        document,
+        page_no=page_no,
+        page_size=size,
+        total_pages=total_pages,
+        rows=document_rows(document, start, start + size),
+    )
+
+
+def document_current_page(document_id: int) -> events.PageFrame:
+    """The shared page as it is now, read fresh from the database.
+
+    The document row and its chunks are two statements; if a new version
+    committed in between, the old chunks may be gone, and we read again.
+    """
+    for _ in range(_READ_ATTEMPTS - 1):
+        document = Document.objects.get(pk=document_id)
+        try:
+            return _shared_page(document)
+        except VersionGone:
+            continue
+    return _shared_page(Document.objects.get(pk=document_id))
+
+
+def _shared_page(document: Document) -> events.PageFrame:
+    # A smaller DOCUMENT_PAGE_SIZE than when the page was set can leave fewer pages.
+    last = page_count(document.row_count, page_size())
+    return document_page(document, min(document.current_page, last))
+
+
+def document_export(document_id: int) -> tuple[Document, Iterator[list[str]]]:
+    """The current version of the document and all its rows, for a download.
+
+    The rows are read in one query (the chunks of that version in order), so
+    they belong to the returned version even if a new one is uploaded meanwhile.
+    """
+    for attempt in range(_READ_ATTEMPTS):
+        document = Document.objects.get(pk=document_id)
+        chunks = [
+            json.loads(text)
+            for text in DocumentChunk.objects.filter(
+                document_id=document.pk, version=document.version
+            )
+            .order_by("chunk_no")
+            .values_list("rows_json", flat=True)
+        ]
+        rows_read = sum(map(len, chunks))
+        if rows_read == document.row_count or attempt == _READ_ATTEMPTS - 1:
+            if rows_read != document.row_count:
+                raise VersionGone(f"version {document.version} of {document.uuid} is gone")
+            return document, (row for chunk in chunks for row in chunk)
+    raise AssertionError("unreachable")
+
+
+def documents_for_user(user) -> QuerySet[Document]:
+    """Documents of every tenant the user belongs to."""
+    return Document.objects.filter(tenant__memberships__user_id=user.pk).select_related(
+        "tenant", "uploaded_by"
+    )

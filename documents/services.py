@@ -1,0 +1,200 @@
+"""Writes to documents: new documents, new versions, the shared page, sharing.
+
+Every change of the shared state (a page turn, a new version) takes the
+document's row lock (``SELECT … FOR UPDATE``; SQLite runs ``BEGIN IMMEDIATE``),
+adds one to ``state_seq`` and publishes the resulting page frame after commit.
+Because the lock serialises the changes, ``state_seq`` orders them, and a
+viewer that keeps only frames newer than the last it sent ends on the
+database's (version, page) whatever order the broadcasts arrive in.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from documents import events, selectors
+from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
+from documents.tsv import ParsedTSV, TSVLimits, parse_tsv
+from streamsite.control import access_changed
+from tenants.models import Tenant
+
+ShareMode = Literal["follow", "steer"]
+# Chunks per INSERT: ~100 rows each, so a batch is a few hundred kB of JSON.
+_INSERT_BATCH = 100
+
+
+@dataclass(frozen=True)
+class DocumentUpload:
+    """The document after an upload, the page everyone now sees, and what was changed."""
+
+    document: Document
+    frame: events.PageFrame
+    warnings: list[str]
+
+
+def upload_limits() -> TSVLimits:
+    return TSVLimits(max_bytes=settings.DOCUMENT_MAX_BYTES)
+
+
+def document_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    data: bytes,
+    uploaded_by: AbstractBaseUser | None = None,
+    share: ShareMode | None = None,
+    limits: TSVLimits | None = None,
+) -> DocumentUpload:
+    """Parse ``data`` and store it as version 1 of a new document.
+
+    Raises ``documents.tsv.TSVError`` for a file that cannot be read; nothing
+    is stored then. ``share`` gives the document a share key for following
+    ("follow") or also steering and uploading ("steer").
+    """
+    parsed = parse_tsv(data, limits=limits or upload_limits())
+    with transaction.atomic():
+        document = Document.objects.create(
+            tenant=tenant,
+            name=name,
+            version=1,
+            row_count=len(parsed.rows),
+            columns=parsed.columns,
+            uploaded_by=uploaded_by,
+            uploaded_at=timezone.now(),
+            share_key=secrets.token_urlsafe(24) if share else None,
+            share_can_steer=share == "steer",
+            current_page=1,
+            state_seq=1,
+        )
+        _insert_chunks(document, parsed)
+    return DocumentUpload(document, _first_page(document, parsed), parsed.warnings)
+
+
+def document_replace(
+    *,
+    document: Document,
+    data: bytes,
+    uploaded_by: AbstractBaseUser | None,
+    limits: TSVLimits | None = None,
+) -> DocumentUpload:
+    """Make ``data`` the document's next version; every viewer moves to its page 1.
+
+    The file is parsed before anything is locked or written: a file that
+    cannot be read raises ``documents.tsv.TSVError`` and leaves the current
+    version untouched, and nobody is notified. The previous version's rows are
+    deleted in the same transaction that switches the version.
+    """
+    parsed = parse_tsv(data, limits=limits or upload_limits())
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().get(pk=document.pk)
+        locked.version += 1
+        locked.row_count = len(parsed.rows)
+        locked.columns = parsed.columns
+        locked.uploaded_by = uploaded_by
+        locked.uploaded_at = timezone.now()
+        locked.current_page = 1
+        locked.state_seq += 1
+        _insert_chunks(locked, parsed)
+        DocumentChunk.objects.filter(document_id=locked.pk, version__lt=locked.version).delete()
+        locked.save(
+            update_fields=[
+                "version",
+                "row_count",
+                "columns",
+                "uploaded_by",
+                "uploaded_at",
+                "current_page",
+                "state_seq",
+            ]
+        )
+        frame = _first_page(locked, parsed)
+        events.document_state_changed(locked, frame)
+    return DocumentUpload(locked, frame, parsed.warnings)
+
+
+def document_page_set(*, document: Document, page_no: int) -> events.PageFrame:
+    """Move every viewer of the document to page ``page_no`` (1-based) of its current version.
+
+    Raises ``selectors.PageOutOfRange`` (nothing changes) when the current
+    version has no such page.
+    """
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().get(pk=document.pk)
+        last = selectors.page_count(locked.row_count, selectors.page_size())
+        if not 1 <= page_no <= last:
+            raise selectors.PageOutOfRange(f"page_no must be between 1 and {last}")
+        locked.current_page = page_no
+        locked.state_seq += 1
+        locked.save(update_fields=["current_page", "state_seq"])
+        frame = selectors.document_page(locked, page_no)
+        events.document_state_changed(locked, frame)
+    return frame
+
+
+def document_rename(*, document: Document, name: str) -> Document:
+    document.name = name
+    document.save(update_fields=["name"])
+    return document
+
+
+def document_share_set(*, document: Document, share: ShareMode | None) -> Document:
+    """Share by key (follow only, or steer and upload too), or revoke the key (None).
+
+    An existing key is kept when only the mode changes; revoking and sharing
+    again gives a new key.
+    """
+    if share is None:
+        document.share_key = None
+        document.share_can_steer = False
+    else:
+        document.share_key = document.share_key or secrets.token_urlsafe(24)
+        document.share_can_steer = share == "steer"
+    document.save(update_fields=["share_key", "share_can_steer"])
+    access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
+    return document
+
+
+def document_share_key_rotate(*, document: Document) -> str:
+    """A new share key; the old one stops opening the document."""
+    document.share_key = secrets.token_urlsafe(24)
+    document.save(update_fields=["share_key"])
+    access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
+    return document.share_key
+
+
+def _insert_chunks(document: Document, parsed: ParsedTSV) -> None:
+    rows = parsed.rows
+    DocumentChunk.objects.bulk_create(
+        (
+            DocumentChunk(
+                document_id=document.pk,
+                version=document.version,
+                chunk_no=number,
+                rows_json=json.dumps(
+                    rows[start : start + ROWS_PER_CHUNK], ensure_ascii=False, separators=(",", ":")
+                ),
+            )
+            for number, start in enumerate(range(0, len(rows), ROWS_PER_CHUNK))
+        ),
+        batch_size=_INSERT_BATCH,
+    )
+
+
+def _first_page(document: Document, parsed: ParsedTSV) -> events.PageFrame:
+    # Built from the parsed rows: no need to read back what was just written.
+    size = selectors.page_size()
+    return events.page_frame(
+        document,
+        page_no=1,
+        page_size=size,
+        total_pages=selectors.page_count(len(parsed.rows), size),
+        rows=parsed.rows[:size],
+    )

@@ -1,0 +1,220 @@
+"""HTTP side of documents: the list, the live page, uploads, the export, sharing.
+
+Uploads answer JSON to scripts and to the page's XMLHttpRequest (which shows
+upload progress), and redirect or re-render for a plain form post, so the
+pages work without JavaScript too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_POST
+
+from documents import access, events, selectors, services
+from documents.forms import DocumentCreateForm, ShareForm, UploadForm
+from documents.models import Document
+from documents.tsv import TSVError, export_tsv
+from tenants.access import PUBLISH_ROLES, tenants_where
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
+
+
+def _error(code: str, message: str, status: int, **extra) -> JsonResponse:
+    return JsonResponse(
+        {"type": "error", "error": code, "message": message, **extra}, status=status
+    )
+
+
+def _form_error(form: UploadForm) -> JsonResponse:
+    errors = form.errors.as_data()
+    file_errors = errors.get("file", [])
+    if any(error.code == "too_large" for error in file_errors):
+        return _error("too_large", file_errors[0].messages[0], 413)
+    first = next(iter(errors.values()))[0]
+    return _error("bad_request", first.messages[0], 400)
+
+
+def _uploaded(upload: services.DocumentUpload) -> JsonResponse:
+    document = upload.document
+    return JsonResponse(
+        {
+            **events.uploaded_frame(document, upload.warnings),
+            "uuid": str(document.uuid),
+            "url": document.get_absolute_url(),
+        }
+    )
+
+
+@login_required
+def document_list(request: HttpRequest) -> HttpResponse:
+    """``/documents/``: the documents of my tenants, and a form to upload a new one."""
+    uploadable = tenants_where(request.user, PUBLISH_ROLES)
+    form = DocumentCreateForm(tenants=uploadable)
+    status = 200
+    if request.method == "POST":
+        form = DocumentCreateForm(request.POST, request.FILES, tenants=uploadable)
+        upload = None
+        if form.is_valid():
+            try:
+                upload = services.document_create(
+                    tenant=form.cleaned_data["tenant"],
+                    name=form.cleaned_data["name"],
+                    data=form.cleaned_data["file"].read(),
+                    uploaded_by=request.user,
+                )
+            except TSVError as exc:
+                if _wants_json(request):
+                    return JsonResponse(events.invalid_tsv_frame(exc), status=400)
+                form.add_error("file", exc.message)
+        elif _wants_json(request):
+            return _form_error(form)
+        if upload is not None:
+            if _wants_json(request):
+                return _uploaded(upload)
+            messages.success(request, f"Uploaded {upload.document.name}.")
+            return redirect(upload.document)
+        status = 400
+    documents = selectors.documents_for_user(request.user).order_by("tenant__slug", "name")
+    return render(
+        request,
+        "documents/document_list.html",
+        {"documents": documents, "form": form, "can_create": bool(uploadable)},
+        status=status,
+    )
+
+
+def document_detail(request: HttpRequest, document_uuid) -> HttpResponse:
+    """The live document page: members, or anyone with ``?key=<share key>``."""
+    key = request.GET.get("key")
+    document = access.document_for_viewer(request.user, document_uuid, key=key)
+    if document is None:
+        if not request.user.is_authenticated and not key:
+            return redirect_to_login(request.get_full_path())
+        raise Http404("No such document.")
+    return _detail(request, document, key=key, upload_form=UploadForm())
+
+
+def _detail(
+    request: HttpRequest, document: Document, *, key: str | None, upload_form: UploadForm
+) -> HttpResponse:
+    page = selectors.document_current_page(document.pk)
+    can_steer = access.document_for_steerer(request.user, document.uuid, key=key) is not None
+    can_upload = access.document_for_uploader(request.user, document.uuid, key=key) is not None
+    can_manage = access.document_for_manager(request.user, document.uuid) is not None
+    share_url = None
+    if can_manage and document.share_key:
+        share_url = request.build_absolute_uri(
+            f"{document.get_absolute_url()}?key={document.share_key}"
+        )
+    query = f"?key={key}" if key else ""
+    first_row = (page["page_no"] - 1) * page["page_size"] + 1
+    return render(
+        request,
+        "documents/document_detail.html",
+        {
+            "document": document,
+            "page": page,
+            "rows": [(first_row + offset, row) for offset, row in enumerate(page["data"])],
+            "query": query,
+            "can_steer": can_steer,
+            "can_upload": can_upload,
+            "can_manage": can_manage,
+            "share_url": share_url,
+            "share_form": ShareForm(initial={"share": _share_mode(document)}),
+            "upload_form": upload_form,
+            "bootstrap": {
+                "uuid": str(document.uuid),
+                "key": key or "",
+                "canSteer": can_steer,
+                "page": page,
+            },
+        },
+        status=400 if upload_form.errors else 200,
+    )
+
+
+@require_POST
+def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
+    """``POST /documents/<uuid>/upload/``: a new version from the multipart field ``file``."""
+    key = request.GET.get("key")
+    document = access.document_for_uploader(request.user, document_uuid, key=key)
+    if document is None:
+        raise Http404("No such document.")
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        if _wants_json(request):
+            return _form_error(form)
+        return _detail(request, document, key=key, upload_form=form)
+    try:
+        upload = services.document_replace(
+            document=document,
+            data=form.cleaned_data["file"].read(),
+            uploaded_by=request.user if request.user.is_authenticated else None,
+        )
+    except TSVError as exc:
+        if _wants_json(request):
+            return JsonResponse(events.invalid_tsv_frame(exc), status=400)
+        form.add_error("file", exc.message)
+        return _detail(request, document, key=key, upload_form=form)
+    if _wants_json(request):
+        return _uploaded(upload)
+    messages.success(request, f"Uploaded version {upload.document.version}.")
+    return redirect(f"{document.get_absolute_url()}{'?key=' + key if key else ''}")
+
+
+def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
+    """``/documents/<uuid>/export.tsv``: the current version as a TSV download.
+
+    Cells starting with ``=``, ``+``, ``-`` or ``@`` get a leading ``'`` so a
+    spreadsheet shows them as text instead of running them (documents.tsv).
+    """
+    key = request.GET.get("key")
+    document = access.document_for_viewer(request.user, document_uuid, key=key)
+    if document is None:
+        if not request.user.is_authenticated and not key:
+            return redirect_to_login(request.get_full_path())
+        raise Http404("No such document.")
+    document, rows = selectors.document_export(document.pk)
+    response = HttpResponse(
+        export_tsv(document.columns, rows).encode(),
+        content_type="text/tab-separated-values; charset=utf-8",
+    )
+    # A name may hold line breaks, which a header must not.
+    name = _CONTROL_CHARACTERS.sub(" ", document.name)
+    response["Content-Disposition"] = content_disposition_header(
+        True, f"{name} v{document.version}.tsv"
+    )
+    return response
+
+
+@require_POST
+def document_share(request: HttpRequest, document_uuid) -> HttpResponse:
+    """Owners: share by key (follow, or steer and upload), make a new key, or revoke it."""
+    document = access.document_for_manager(request.user, document_uuid)
+    if document is None:
+        raise Http404("No such document.")
+    form = ShareForm(request.POST)
+    if form.is_valid():
+        share = form.cleaned_data["share"]
+        services.document_share_set(document=document, share=None if share == "off" else share)
+        if form.cleaned_data["new_key"] and document.share_key:
+            services.document_share_key_rotate(document=document)
+        messages.success(request, "Sharing updated.")
+    return redirect(document)
+
+
+def _share_mode(document: Document) -> str:
+    if not document.share_key:
+        return "off"
+    return "steer" if document.share_can_steer else "follow"
