@@ -1,4 +1,5 @@
 import hashlib
+import json
 import uuid
 
 from django.conf import settings
@@ -66,9 +67,10 @@ class Sample(models.Model):
     seq = models.BigIntegerField()
     value = models.FloatField()
     ts = models.FloatField(help_text="Unix seconds, as the producer gave it or as received.")
-    # The feed's statistics right after this sample: replayed frames carry the
-    # same numbers the live ones did, without re-reading the whole history.
-    stats = models.JSONField()
+    # The feed's statistics right after this sample, as JSON text: replayed
+    # frames carry the same numbers the live ones did, and the text is spliced
+    # into frames as is (encoded once, when the sample is written).
+    stats_json = models.TextField()
 
     class Meta:
         constraints = [
@@ -78,6 +80,10 @@ class Sample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.feed_id}#{self.seq}={self.value}"
+
+    @property
+    def stats(self) -> dict:
+        return json.loads(self.stats_json)
 
 
 class ProducerKind(models.TextChoices):

@@ -9,7 +9,6 @@ JSON-safe ``state()`` persisted on the feed, and a ``summary()`` that is the
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,47 +72,71 @@ def beta_cdf(x: float, a: float, b: float) -> float:
     return 1.0 - front * _beta_continued_fraction(1.0 - x, b, a) / b
 
 
-def beta_quantile(p: float, a: float, b: float) -> float:
+def _cdf_and_pdf(x: float, a: float, b: float, log_beta: float) -> tuple[float, float]:
+    """I_x(a, b) and the Beta density at x, sharing one exp (Newton needs both)."""
+    front = math.exp(a * math.log(x) + b * math.log1p(-x) - log_beta)
+    density = front / (x * (1.0 - x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_continued_fraction(x, a, b) / a, density
+    return 1.0 - front * _beta_continued_fraction(1.0 - x, b, a) / b, density
+
+
+def beta_quantile(p: float, a: float, b: float, *, guess: float | None = None) -> float:
     """The x with I_x(a, b) = p: exact (Newton, kept in a bisection bracket) for small
-    a, b; Cornish-Fisher above."""
+    a, b; Cornish-Fisher above. ``guess`` (say, the previous sample's bound) saves steps."""
     mean = a / (a + b)
     var = a * b / ((a + b) ** 2 * (a + b + 1.0))
     sd = math.sqrt(var)
     z = _normal_quantile(p)
     skew = 2.0 * (b - a) * math.sqrt(a + b + 1.0) / ((a + b + 2.0) * math.sqrt(a * b))
-    guess = min(1.0 - 1e-9, max(1e-9, mean + sd * (z + skew / 6.0 * (z * z - 1.0))))
+    approximate = min(1.0 - 1e-12, max(1e-12, mean + sd * (z + skew / 6.0 * (z * z - 1.0))))
     if min(a, b) >= _EXACT_QUANTILE_BELOW:
-        return guess
-    lo, hi, x = 0.0, 1.0, guess
+        return approximate
+    log_beta = _log_beta(a, b)
+    lo, hi = 0.0, 1.0
+    x = guess if guess is not None and 0.0 < guess < 1.0 else approximate
     for _ in range(100):
-        error = beta_cdf(x, a, b) - p
-        if abs(error) < 1e-10:
-            break
+        cdf, density = _cdf_and_pdf(x, a, b, log_beta)
+        error = cdf - p
         if error < 0:
             lo = x
         else:
             hi = x
-        density = beta_pdf(x, a, b)
         step = x - error / density if density > 0 else lo - 1.0
-        # Newton converges in a few steps from the Cornish-Fisher guess; a step
-        # that leaves the bracket falls back to bisection.
-        x = step if lo < step < hi else (lo + hi) / 2.0
-        if hi - lo < 1e-12:
-            break
+        # Newton converges in a few steps from a good guess; a step that leaves
+        # the bracket falls back to bisection. Results are shown to six
+        # decimals, so 1e-9 in x is plenty.
+        next_x = step if lo < step < hi else (lo + hi) / 2.0
+        if abs(next_x - x) < 1e-9 or hi - lo < 1e-12:
+            return next_x
+        x = next_x
     return x
 
 
-@functools.lru_cache(maxsize=65_536)
-def credible_interval_95(alpha: int, beta: int) -> tuple[float, float]:
+_CI_CACHE: dict[tuple[int, int], tuple[float, float]] = {}
+_CI_CACHE_SIZE = 65_536
+
+
+def credible_interval_95(
+    alpha: int, beta: int, *, near: tuple[float, float] | None = None
+) -> tuple[float, float]:
     """Rounded equal-tailed 95% interval of Beta(alpha, beta).
 
     Cached: it depends only on two integers, and the small pairs, where the
     exact computation is needed, are the ones every young feed goes through.
+    ``near`` is a nearby interval (the previous sample's) to start from.
     """
-    return (
-        round(beta_quantile(0.025, alpha, beta), 6),
-        round(beta_quantile(0.975, alpha, beta), 6),
-    )
+    found = _CI_CACHE.get((alpha, beta))
+    if found is None:
+        lo_guess, hi_guess = near if near is not None else (None, None)
+        found = (
+            round(beta_quantile(0.025, alpha, beta, guess=lo_guess), 6),
+            round(beta_quantile(0.975, alpha, beta, guess=hi_guess), 6),
+        )
+        if len(_CI_CACHE) >= _CI_CACHE_SIZE:
+            _CI_CACHE.clear()
+        _CI_CACHE[(alpha, beta)] = found
+    return found
 
 
 def _normal_quantile(p: float) -> float:
@@ -144,6 +167,7 @@ class BinaryStats:
 
     n: int = 0
     successes: int = 0
+    _last_ci: tuple[float, float] | None = None
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> BinaryStats:
@@ -155,6 +179,10 @@ class BinaryStats:
             raise ValueError("a binary feed takes 0 or 1")
         self.n += 1
         self.successes += int(value)
+
+    def _interval(self, a: int, b: int) -> tuple[float, float]:
+        self._last_ci = credible_interval_95(a, b, near=self._last_ci)
+        return self._last_ci
 
     @property
     def alpha(self) -> int:
@@ -176,7 +204,7 @@ class BinaryStats:
             "alpha": a,
             "beta": b,
             "mean": round(a / (a + b), 6),
-            "ci95": list(credible_interval_95(a, b)),
+            "ci95": list(self._interval(a, b)),
         }
 
 

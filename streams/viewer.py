@@ -48,7 +48,9 @@ def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.Hell
     samples = selectors.samples_after(feed.pk, after_seq, limit=settings.FEED_REPLAY_LIMIT)
     if not samples or samples[0].seq != after_seq + 1:
         return [], hello
-    return [encode(events.sample_frame(feed.kind, s)) for s in samples], None
+    return [
+        events.sample_frame_text(feed.kind, s.seq, s.value, s.ts, s.stats_json) for s in samples
+    ], None
 
 
 _hello = database_sync_to_async(selectors.feed_hello)
