@@ -20,7 +20,9 @@ database, which is the source of truth; the hub only makes things fast.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import queue
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -86,36 +88,80 @@ def publish(
     items: Sequence[tuple[int | None, str]],
     *,
     also: Callable[[Pipeline], None] | None = None,
-) -> bool:
-    """Send items to every process subscribed to the group. False if Redis is away.
-
-    Callers publish after the database commit; a lost publish only delays viewers,
-    who fill the gap from the database. ``also`` adds commands (metrics) to the
-    same round trip.
-    """
-    return publish_many([(group, items)], also=also)
+) -> None:
+    """Send items to every process subscribed to the group (see publish_many)."""
+    publish_many([(group, items)], also=also)
 
 
 def publish_many(
     messages: Sequence[tuple[str, Sequence[tuple[int | None, str]]]],
     *,
     also: Callable[[Pipeline], None] | None = None,
-) -> bool:
-    """Several groups' messages in one round trip (a transaction's broadcasts)."""
+) -> None:
+    """Queue messages for this process's publisher thread, which sends them in order.
+
+    Callers publish after the database commit and must not wait for Redis: the
+    committing thread (the one database thread of a Daphne process, say) goes
+    back to work at once, and everything queued meanwhile leaves in one round
+    trip. A lost publish only delays viewers, who fill the gap from the database.
+    """
     messages = [(group, items) for group, items in messages if items]
-    if not messages:
-        return True
-    try:
-        with sync_client().pipeline(transaction=False) as pipe:
-            for group, items in messages:
-                pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
-            if also is not None:
-                also(pipe)
-            pipe.execute()
-        return True
-    except redis.RedisError as exc:
-        log.warning("hub: publish failed (%s); viewers will resync", exc)
-        return False
+    if messages:
+        _publisher().put(messages, also)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until everything queued has been sent (producer commands call this on exit)."""
+    publisher = _the_publisher
+    return publisher is None or publisher.drain(timeout)
+
+
+class _Publisher(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="hub-publisher", daemon=True)
+        self._queue: queue.SimpleQueue[tuple[list, Callable[[Pipeline], None] | None]] = (
+            queue.SimpleQueue()
+        )
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def put(self, messages: list, also: Callable[[Pipeline], None] | None) -> None:
+        self._idle.clear()
+        self._queue.put((messages, also))
+
+    def drain(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)
+
+    def run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                with sync_client().pipeline(transaction=False) as pipe:
+                    for messages, also in batch:
+                        for group, items in messages:
+                            pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
+                        if also is not None:
+                            also(pipe)
+                    pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("hub: publish failed (%s); viewers will resync", exc)
+            if self._queue.empty():
+                self._idle.set()
+
+
+_the_publisher: _Publisher | None = None
+
+
+def _publisher() -> _Publisher:
+    global _the_publisher
+    with _sync_lock:
+        if _the_publisher is None or not _the_publisher.is_alive():
+            _the_publisher = _Publisher()
+            _the_publisher.start()
+            atexit.register(flush)
+        return _the_publisher
 
 
 # -- subscribing (async: one Hub per event loop) -------------------------------

@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from streamsite import metrics
-from streamsite.frames import encode, error_frame
+from streamsite.frames import encode, error_frame, websocket_frame
 from streamsite.presence import Presence
 
 __all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
@@ -149,7 +149,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def send_text(self, text: str) -> None:
         metrics.inc("frames_out_total", kind=self.metrics_kind)
-        await self.base_send({"type": "websocket.send", "text": text})
+        write = self.write_frame
+        if write is not None:
+            # Straight to the socket (streamsite/server.py); same order as ASGI sends.
+            write(websocket_frame(text))
+        else:
+            await self.base_send({"type": "websocket.send", "text": text})
 
     async def revoked(self) -> None:
         """The credential this connection came in with no longer holds (streamsite.control)."""

@@ -156,7 +156,7 @@ class Presence:
                 dirty, self._dirty = self._dirty, set()
                 for group in dirty:
                     count = await count_watching(self._redis, group)
-                    await asyncio.to_thread(hub.publish, group, [(None, presence_frame(count))])
+                    hub.publish(group, [(None, presence_frame(count))])
             except (redis.RedisError, OSError) as exc:
                 log.warning("presence: update failed (%s)", exc)
 

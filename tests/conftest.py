@@ -114,6 +114,7 @@ def server_env(**extra: str) -> dict[str, str]:
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
         SECURE_HSTS_SECONDS="0",
+        DATABASE_CONN_MAX_AGE="60",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

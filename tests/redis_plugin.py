@@ -13,6 +13,9 @@ from streamsite.redisproc import ensure_redis_url
 (Path(__file__).resolve().parent.parent / "var").mkdir(exist_ok=True)
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-outside-the-test-suite")
+# The test process closes its connections (worker threads included) so the test
+# database can be dropped at the end; servers the tests start keep the default.
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 # The test client speaks plain HTTP; TLS is the proxy's job (deploy/nginx.conf).
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 _private_redis = ensure_redis_url()

@@ -127,7 +127,7 @@ async def test_a_gap_in_live_events_is_filled_from_the_database(acme_feed):
     await comm.connect()
     await receive(comm)
     # Written without a broadcast: as if the pub/sub message had been lost.
-    with mock.patch("streamsite.hub.publish"):
+    with mock.patch("streamsite.hub.publish_many"):
         await append(feed=acme_feed.feed, values=[(1, None), (0, None)])
     await append(feed=acme_feed.feed, values=[(1, None)])
     seqs = [(await receive(comm))["seq"] for _ in range(3)]

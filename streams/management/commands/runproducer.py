@@ -7,6 +7,7 @@ from django.db import close_old_connections
 
 from streams.models import Producer
 from streams.producers import ConfigError, ProducerFinished, loop_for, run_until_stopped
+from streamsite import hub
 
 
 def find_producer(ref: str) -> Producer:
@@ -49,6 +50,7 @@ class Command(BaseCommand):
         except ProducerFinished as done:
             status = f"finished: {done}"
         finally:
+            hub.flush()  # the last samples' broadcast leaves before the process does
             close_old_connections()
             Producer.objects.filter(pk=found.pk).update(status=status)
         self.stdout.write(f"{found}: {status}.")
