@@ -60,6 +60,12 @@ _oldest_seq = database_sync_to_async(selectors.oldest_seq)
 class FeedViewer:
     """Implements streamsite.hub.Subscriber for one connection."""
 
+    # One per open connection: slots keep thousands of idle viewers small.
+    __slots__ = (
+        "feed", "group", "_on_failure", "_write_frame", "_send", "_details", "_last_seq",
+        "_pending", "_catching_up", "_catch_up_task", "_joined", "_presence_id",
+    )  # fmt: skip
+
     def __init__(
         self,
         feed: Feed,

@@ -9,18 +9,21 @@ django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up: the routes import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from streamsite.routing import websocket_urlpatterns  # noqa: E402
+from streamsite.routing import WebSocketRouter, websocket_urlpatterns  # noqa: E402
 from streamsite.security import OriginGate  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
 
+websocket_router = WebSocketRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": OriginGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginGate(
+            AuthMiddlewareStack(websocket_router), without_session=websocket_router
+        ),
     }
 )

@@ -52,7 +52,7 @@ def access_changed(
     transaction.on_commit(lambda: hub.publish(group, [(None, frame)]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Credential:
     """What let a connection in: a session user, a share key of an object, or a producer token."""
 
@@ -70,6 +70,8 @@ class Credential:
 
 class AccessWatch:
     """Re-checks one connection's access when a notice touches its credential."""
+
+    __slots__ = ("group", "credential", "_still_allowed", "_revoke", "_joined", "_check")
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 
@@ -49,16 +50,30 @@ def origin_is_trusted(origin: str | None) -> bool:
 
 
 class OriginGate:
-    """ASGI middleware for WebSockets; wrap it around the session/auth middleware."""
+    """ASGI middleware for WebSockets, outside the session/auth middleware.
 
-    def __init__(self, app: Any) -> None:
+    A handshake that carries no cookie (a script with a key or token, or any
+    cross-site page once its cookies are stripped) has no session to load, so
+    it skips the session and auth middleware and gets an anonymous user: less
+    work and less memory per connection, which matters with thousands of viewers.
+    """
+
+    def __init__(self, app: Any, *, without_session: Any | None = None) -> None:
         self.app = app
+        self.without_session = without_session
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        # Daphne builds a fresh scope per connection, so it is annotated in
+        # place rather than copied (one copy fewer per connection).
         origin = origin_of(scope)
         if origin_is_trusted(origin):
-            scope = dict(scope, foreign_origin=None)
+            scope["foreign_origin"] = None
         else:
-            headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"cookie"]
-            scope = dict(scope, headers=headers, foreign_origin=origin or "")
+            scope["headers"] = [(n, v) for n, v in scope.get("headers", ()) if n != b"cookie"]
+            scope["foreign_origin"] = origin or ""
+        if self.without_session is not None and not any(
+            name == b"cookie" for name, _ in scope.get("headers", ())
+        ):
+            scope["user"] = AnonymousUser()
+            return await self.without_session(scope, receive, send)
         return await self.app(scope, receive, send)

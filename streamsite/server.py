@@ -62,6 +62,19 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             return False
         return True
 
+    def onOpen(self):  # noqa: N802 (autobahn's name)
+        super().onOpen()
+        # autobahn keeps the whole handshake (raw request and response, parsed
+        # headers and query) for the life of the socket; the ASGI scope already
+        # has what the application needs. Dropping it saves ~2 KiB per viewer.
+        self.http_request_data = self.http_response_data = None
+        self.http_headers = {}
+        self.http_request_params = {}
+        request = getattr(self, "request", None)
+        if request is not None:
+            request.headers = {}
+            request.params = {}
+
     def serverSend(self, content, binary=False):  # noqa: N802 (Daphne's name)
         if self._keeping_up():
             super().serverSend(content, binary)
@@ -107,9 +120,10 @@ class PreparedFramesApp:
         if scope["type"] == "websocket" and isinstance(send, functools.partial):
             protocol = send.args[0] if send.args else None
             if isinstance(protocol, BoundedWebSocketProtocol):
-                extensions = dict(scope.get("extensions") or {})
+                # Daphne's scope is fresh per connection: annotate it in place.
+                extensions = scope.get("extensions") or {}
                 extensions["streamsite.write_frame"] = protocol.write_prepared
-                scope = dict(scope, extensions=extensions)
+                scope["extensions"] = extensions
         return await self.app(scope, receive, send)
 
 
