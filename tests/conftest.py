@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.db import connection
 
 from streams.models import Feed, FeedKind, Producer, ProducerKind
@@ -36,12 +39,19 @@ class World:
     globex: Tenant
 
 
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once per run: a real (slow on purpose) hash the servers accept."""
+    return make_password(PASSWORD)
+
+
 @pytest.fixture
 def world(db) -> World:
     User = get_user_model()
-    alice = User.objects.create_user("alice", password=PASSWORD)
-    bob = User.objects.create_user("bob", password=PASSWORD)
-    charlie = User.objects.create_user("charlie", password=PASSWORD)
+    alice, bob, charlie = (
+        User.objects.create(username=name, password=password_hash())
+        for name in ("alice", "bob", "charlie")
+    )
     acme = tenant_create(slug="acme", name="Acme", owner=alice)
     membership_set(tenant=acme, user=bob, role=Role.VIEWER)
     globex = tenant_create(slug="globex", name="Globex", owner=charlie)
@@ -69,6 +79,21 @@ def globex_feed(world) -> FeedWithToken:
     feed = feed_create(tenant=world.globex, name="secret", kind=FeedKind.NUMERIC, share=True)
     producer, token = producer_create(feed=feed, kind=ProducerKind.EXTERNAL)
     return FeedWithToken(feed, producer, token)
+
+
+@pytest.fixture
+def staff_client():
+    """Signs a user in to the admin: ``staff_client(world.charlie)`` makes charlie staff first."""
+    from django.test import Client
+
+    def sign_in(user) -> Client:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return sign_in
 
 
 def session_cookie_for(user) -> str:
@@ -106,6 +131,7 @@ def server_env(**extra: str) -> dict[str, str]:
         SECURE_HSTS_SECONDS="0",
         PYTHONUNBUFFERED="1",
     )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # see the browser fixture
     env.update(extra)
     return env
 
@@ -165,3 +191,39 @@ def daphne(django_db_setup, django_db_blocker):
     server = Daphne().start()
     yield server
     server.stop()
+
+
+# -- the real browser --------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's headless Chromium through Playwright; skipped when missing unless required.
+
+    Playwright's sync API keeps an event loop running in the test's thread, so
+    Django would refuse the test's own (synchronous, single-threaded) ORM calls;
+    DJANGO_ALLOW_ASYNC_UNSAFE lifts that for the test process only: server_env()
+    keeps it away from the servers under test.
+    """
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is required (STREAMSITE_REQUIRE_BROWSER=1)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()

@@ -1,7 +1,5 @@
 """The feed page in a real headless Chromium, against the real server."""
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,31 +9,6 @@ import pytest
 from tests.conftest import PASSWORD, ROOT, Daphne, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser():
-    if not shutil.which(CHROMIUM):
-        if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is required (STREAMSITE_REQUIRE_BROWSER=1)")
-        pytest.skip(f"{CHROMIUM} is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def read_numbers(page) -> dict[str, int]:
