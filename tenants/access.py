@@ -29,3 +29,9 @@ def tenants_of(user: AbstractBaseUser | AnonymousUser) -> list[Tenant]:
     if not user.is_authenticated:
         return []
     return list(Tenant.objects.filter(memberships__user_id=user.pk).order_by("slug"))
+
+
+def sole_owner(tenant_id: int, user_id: int) -> bool:
+    """Is this user the tenant's only owner? (A tenant always keeps one.)"""
+    owners = Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
+    return not owners.exclude(user_id=user_id).exists() and owners.filter(user_id=user_id).exists()
