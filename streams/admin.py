@@ -247,7 +247,7 @@ class ProducerAdmin(ObjectActionsAdmin):
             return "never"
         return format_html('<span title="{}">{}</span>', seen.isoformat(), ago(seen))
 
-    @admin.display(description="samples/min")
+    @admin.display(description="feed samples/min")
     def samples_per_minute(self, producer: Producer) -> int | str:
         """Of the producer's feed, in the last full minute (the counters are per feed)."""
         try:

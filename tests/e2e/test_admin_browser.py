@@ -101,6 +101,7 @@ def test_operator_creates_a_producer_sees_its_token_once_and_rotating_it_cuts_th
 
     new_token = operator.text_content("code.one-time-secret")
     assert new_token and new_token != token
+    operator.screenshot(path=str(ROOT / "var" / "admin-producer-rotated.png"), full_page=True)
     with connect(url, additional_headers={"Authorization": f"Bearer {new_token}"}) as again:
         again.send(json.dumps({"value": 0}))
         assert json.loads(again.recv(timeout=5))["type"] == "ack"
@@ -193,6 +194,10 @@ def test_disabling_a_producer_in_the_admin_stops_it_and_enabling_starts_it(
 
 
 def test_feed_page_shows_who_is_watching_now(operator, server, world, acme_feed):
+    # The console's front page checks /healthz (database and Redis) on the way.
+    operator.wait_for_function("document.getElementById('health').dataset.state !== 'checking'")
+    assert operator.text_content("#health") == "ok (database: ok, redis: ok)"
+    operator.screenshot(path=str(ROOT / "var" / "admin-index.png"))
     feed = acme_feed.feed
     headers = {"Cookie": session_cookie_for(world.bob), "Origin": server.http}
     with (
