@@ -5,11 +5,12 @@ import re
 import time
 
 import pytest
+import redis
 from django.urls import reverse
 
 from streams import access
 from streams.models import Feed, Producer
-from streamsite import hub, metrics
+from streamsite import hub, metrics, presence
 from tenants.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -319,3 +320,22 @@ def test_no_token_or_share_key_reaches_the_audit_log_or_the_logs(
     for secret in secrets:
         assert not any(secret in row for row in rows)
         assert secret not in caplog.text
+
+
+def test_the_console_still_works_while_redis_is_away(world, acme_feed, staff_client, monkeypatch):
+    def away(*args, **kwargs):
+        raise redis.ConnectionError("Redis is away")
+
+    for module, name in [
+        (presence, "watching"),
+        (presence, "watching_count"),
+        (metrics, "samples_last_full_minute"),
+    ]:
+        monkeypatch.setattr(module, name, away)
+    alice = staff_client(world.alice)
+    feed_page = alice.get(reverse("admin:streams_feed_change", args=[acme_feed.feed.pk]))
+    assert "live presence (Redis) is unavailable" in feed_page.content.decode()
+    feeds = alice.get(reverse("admin:streams_feed_changelist")).content.decode()
+    assert '<td class="field-watching_count">?</td>' in feeds
+    producers = alice.get(reverse("admin:streams_producer_changelist")).content.decode()
+    assert '<td class="field-samples_per_minute">?</td>' in producers
