@@ -6,6 +6,7 @@ import time
 
 import pytest
 import redis
+from django.test import Client
 from django.urls import reverse
 
 from streams import access
@@ -339,3 +340,15 @@ def test_the_console_still_works_while_redis_is_away(world, acme_feed, staff_cli
     assert '<td class="field-watching_count">?</td>' in feeds
     producers = alice.get(reverse("admin:streams_producer_changelist")).content.decode()
     assert '<td class="field-samples_per_minute">?</td>' in producers
+
+
+def test_an_action_button_needs_the_csrf_token(world, acme_feed):
+    world.alice.is_staff = True
+    world.alice.save(update_fields=["is_staff"])
+    forger = Client(enforce_csrf_checks=True)
+    forger.force_login(world.alice)
+    url = reverse("admin:streams_producer_act", args=[acme_feed.producer.pk, "disable"])
+    refused = forger.post(url)
+    assert refused.status_code == 403 and b"CSRF verification failed" in refused.content
+    acme_feed.producer.refresh_from_db()
+    assert acme_feed.producer.enabled
