@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.db import connection
+from django.db import connection, connections
 
 from streams.models import Feed, FeedKind, Producer, ProducerKind
 from streams.services import feed_create, producer_create
@@ -227,3 +227,6 @@ def browser(monkeypatch):
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+        # While Playwright's loop runs, Django keeps the test's connection in
+        # context-local storage, apart from the one pytest-django closes.
+        connections.close_all()
