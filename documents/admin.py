@@ -1,11 +1,37 @@
 from django.contrib import admin
 
+from documents.events import document_group
 from documents.models import Document
+from documents.services import document_share_key_revoke, document_share_key_rotate
+from tenants.admin_base import ShareKeyAdmin, ShareKeyServices, WatchingAdmin
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
-    list_display = ["name", "tenant", "version", "row_count", "uploaded_by", "uploaded_at"]
-    search_fields = ["name", "uuid", "tenant__slug"]
-    # Changed only by the services, under the document's row lock.
-    readonly_fields = ["version", "row_count", "columns", "current_page", "state_seq"]
+class DocumentAdmin(WatchingAdmin, ShareKeyAdmin):
+    """Documents are uploaded on their page or with importtsv; here operators
+    see who is watching and rotate or revoke the share key."""
+
+    share_key_services = ShareKeyServices(
+        arg="document", rotate=document_share_key_rotate, revoke=document_share_key_revoke
+    )
+    list_display = ["name", "tenant", "version", "row_count", "has_share_key", "watching_count"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["tenant"]
+    search_fields = ["name"]
+    # Versions, rows and the shared page change only through the services,
+    # under the document's row lock.
+    fields = [
+        "name", "tenant", "uuid", "version", "row_count", "columns", "current_page",
+        "uploaded_by", "uploaded_at", "watching_now", "has_share_key", "share_can_steer",
+        "allowed_origins",
+    ]  # fmt: skip
+    readonly_fields = [
+        "tenant", "uuid", "version", "row_count", "columns", "current_page", "uploaded_by",
+        "uploaded_at", "watching_now", "has_share_key", "share_can_steer",
+    ]  # fmt: skip
+
+    def presence_group(self, document: Document) -> str:
+        return document_group(document.uuid)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False

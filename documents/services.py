@@ -25,6 +25,7 @@ from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
 from documents.tsv import ParsedTSV, TSVLimits, parse_tsv
 from streamsite.control import access_changed
 from tenants.models import Tenant
+from tenants.services import audit_record
 
 ShareMode = Literal["follow", "steer"]
 # Chunks per INSERT: ~100 rows each, so a batch is a few hundred kB of JSON.
@@ -145,11 +146,14 @@ def document_rename(*, document: Document, name: str) -> Document:
     return document
 
 
-def document_share_set(*, document: Document, share: ShareMode | None) -> Document:
+@transaction.atomic
+def document_share_set(
+    *, document: Document, share: ShareMode | None, actor: AbstractBaseUser | None = None
+) -> Document:
     """Share by key (follow only, or steer and upload too), or revoke the key (None).
 
     An existing key is kept when only the mode changes; revoking and sharing
-    again gives a new key.
+    again gives a new key. Followers using a revoked key are disconnected.
     """
     if share is None:
         document.share_key = None
@@ -158,16 +162,26 @@ def document_share_set(*, document: Document, share: ShareMode | None) -> Docume
         document.share_key = document.share_key or secrets.token_urlsafe(24)
         document.share_can_steer = share == "steer"
     document.save(update_fields=["share_key", "share_can_steer"])
+    action = "document.share_key_revoked" if share is None else f"document.shared_{share}"
+    audit_record(actor=actor, tenant=document.tenant, action=action, target=document)
     access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
     return document
 
 
-def document_share_key_rotate(*, document: Document) -> str:
-    """A new share key; the old one stops opening the document."""
+@transaction.atomic
+def document_share_key_rotate(*, document: Document, actor: AbstractBaseUser | None = None) -> str:
+    """A new share key; the old one stops opening the document and its followers are cut off."""
     document.share_key = secrets.token_urlsafe(24)
     document.save(update_fields=["share_key"])
+    audit_record(
+        actor=actor, tenant=document.tenant, action="document.share_key_rotated", target=document
+    )
     access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
     return document.share_key
+
+
+def document_share_key_revoke(*, document: Document, actor: AbstractBaseUser | None = None) -> None:
+    document_share_set(document=document, share=None, actor=actor)
 
 
 def _insert_chunks(document: Document, parsed: ParsedTSV) -> None:

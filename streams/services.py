@@ -1,4 +1,4 @@
-"""Writes to feeds: samples, feeds and producers."""
+"""Writes to feeds: samples, feeds and producers. Operator actions are audited (tenants.services)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 
 from streams import events
@@ -17,6 +18,7 @@ from streams.stats import accumulator_for
 from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants.models import Tenant
+from tenants.services import audit_record
 
 # Pruning old samples every so many keeps the per-sample cost flat.
 _PRUNE_EVERY = 500
@@ -151,62 +153,180 @@ def _prune(feed: Feed, now: float) -> None:
 
 
 def feed_create(
-    *, tenant: Tenant, name: str, kind: str = FeedKind.BINARY, share: bool = False
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str = FeedKind.BINARY,
+    share: bool = False,
+    actor: AbstractBaseUser | None = None,
 ) -> Feed:
-    return Feed.objects.create(
-        tenant=tenant,
-        name=name,
-        kind=kind,
-        share_key=secrets.token_urlsafe(24) if share else None,
+    with transaction.atomic():
+        feed = Feed.objects.create(
+            tenant=tenant,
+            name=name,
+            kind=kind,
+            share_key=secrets.token_urlsafe(24) if share else None,
+        )
+        audit_record(
+            actor=actor,
+            tenant=tenant,
+            action="feed.created",
+            target=feed,
+            details={"kind": kind, "shared": share},
+        )
+    return feed
+
+
+# The feed settings an operator may change after creation (kind and tenant are fixed).
+FEED_SETTINGS = ("name", "allowed_origins", "retention_count", "retention_seconds")
+
+
+@transaction.atomic
+def feed_settings_update(
+    *, feed: Feed, actor: AbstractBaseUser | None = None, **changes: Any
+) -> list[str]:
+    """Change some of FEED_SETTINGS; returns the names that changed.
+
+    Dropping an allowed origin disconnects the share-key viewers on that origin.
+    """
+    unknown = set(changes) - set(FEED_SETTINGS)
+    if unknown:
+        raise TypeError(f"not a feed setting: {sorted(unknown)}")
+    changed = [name for name, value in changes.items() if getattr(feed, name) != value]
+    if not changed:
+        return []
+    for name in changed:
+        setattr(feed, name, changes[name])
+    feed.save(update_fields=changed)
+    audit_record(
+        actor=actor,
+        tenant=feed.tenant,
+        action="feed.changed",
+        target=feed,
+        details={"fields": changed},
     )
+    if "allowed_origins" in changed:
+        access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
+    return changed
 
 
-def feed_share_key_rotate(*, feed: Feed) -> str:
+@transaction.atomic
+def feed_share_key_rotate(*, feed: Feed, actor: AbstractBaseUser | None = None) -> str:
     """A new share key; viewers using the old one are disconnected."""
     feed.share_key = secrets.token_urlsafe(24)
     feed.save(update_fields=["share_key"])
+    audit_record(actor=actor, tenant=feed.tenant, action="feed.share_key_rotated", target=feed)
     access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
     return feed.share_key
 
 
-def feed_share_key_revoke(*, feed: Feed) -> None:
+@transaction.atomic
+def feed_share_key_revoke(*, feed: Feed, actor: AbstractBaseUser | None = None) -> None:
     feed.share_key = None
     feed.save(update_fields=["share_key"])
+    audit_record(actor=actor, tenant=feed.tenant, action="feed.share_key_revoked", target=feed)
     access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
 
 
+@transaction.atomic
 def producer_create(
-    *, feed: Feed, kind: str, name: str = "", config: dict[str, Any] | None = None
+    *,
+    feed: Feed,
+    kind: str,
+    name: str = "",
+    config: dict[str, Any] | None = None,
+    enabled: bool = True,
+    actor: AbstractBaseUser | None = None,
 ) -> tuple[Producer, str]:
     """Create a producer; returns it and its token, which is never stored or shown again."""
     producer = Producer(
-        tenant=feed.tenant, feed=feed, kind=kind, name=name or f"{kind} for {feed.name}"
+        tenant=feed.tenant,
+        feed=feed,
+        kind=kind,
+        name=name or f"{kind} for {feed.name}",
+        enabled=enabled,
     )
     producer.config = config or {}
     token = _set_token(producer)
     producer.save()
+    audit_record(
+        actor=actor,
+        tenant=feed.tenant,
+        action="producer.created",
+        target=producer,
+        details={"kind": kind, "feed": str(feed.uuid), "token_prefix": producer.token_prefix},
+    )
     return producer, token
 
 
-def producer_token_rotate(*, producer: Producer) -> str:
+@transaction.atomic
+def producer_update(
+    *,
+    producer: Producer,
+    name: str,
+    config: dict[str, Any],
+    actor: AbstractBaseUser | None = None,
+) -> list[str]:
+    """Rename or reconfigure; a running producer picks the config up when it next starts."""
+    changed = [
+        field
+        for field, value in (("name", name), ("config", config))
+        if getattr(producer, field) != value
+    ]
+    if not changed:
+        return []
+    producer.name, producer.config = name, config
+    producer.save(update_fields=changed)
+    audit_record(
+        actor=actor,
+        tenant=producer.tenant,
+        action="producer.changed",
+        target=producer,
+        details={"fields": changed},
+    )
+    return changed
+
+
+@transaction.atomic
+def producer_token_rotate(*, producer: Producer, actor: AbstractBaseUser | None = None) -> str:
     """A new token (returned, shown once); connections using the old one are closed."""
     token = _set_token(producer)
     producer.save(update_fields=["token_hash", "token_prefix"])
+    audit_record(
+        actor=actor,
+        tenant=producer.tenant,
+        action="producer.token_rotated",
+        target=producer,
+        details={"token_prefix": producer.token_prefix},
+    )
     access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
     return token
 
 
-def producer_token_revoke(*, producer: Producer) -> None:
+@transaction.atomic
+def producer_token_revoke(*, producer: Producer, actor: AbstractBaseUser | None = None) -> None:
     producer.token_hash = None
     producer.token_prefix = ""
     producer.save(update_fields=["token_hash", "token_prefix"])
+    audit_record(
+        actor=actor, tenant=producer.tenant, action="producer.token_revoked", target=producer
+    )
     access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
 
 
-def producer_set_enabled(*, producer: Producer, enabled: bool) -> None:
+@transaction.atomic
+def producer_set_enabled(
+    *, producer: Producer, enabled: bool, actor: AbstractBaseUser | None = None
+) -> None:
     """Disabled producers are refused and stopped by runproducers within seconds."""
     producer.enabled = enabled
     producer.save(update_fields=["enabled"])
+    audit_record(
+        actor=actor,
+        tenant=producer.tenant,
+        action="producer.enabled" if enabled else "producer.disabled",
+        target=producer,
+    )
     access_changed(tenant_uuid=producer.tenant.uuid, producer_uuid=producer.uuid)
 
 

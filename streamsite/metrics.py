@@ -76,6 +76,12 @@ def count_samples(pipe: redis.client.Pipeline, feed_uuid: str, amount: int) -> N
     pipe.expire(key, 180)
 
 
+def samples_last_full_minute(feed_uuid: str) -> int:
+    """Samples the feed persisted during the last full minute (for the admin)."""
+    value = hub.sync_client().get(samples_key(feed_uuid, int(time.time() // 60) - 1))
+    return int(value or 0)
+
+
 class Flusher:
     """Writes this process's totals to Redis; one per event loop that serves connections."""
 

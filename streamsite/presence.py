@@ -175,6 +175,12 @@ async def count_watching(client: aredis.Redis, group: str) -> int:
     return int(await client.zcount(_members_key(group), time.time() - EXPIRY_SECONDS, "+inf"))
 
 
+def watching_count(group: str) -> int:
+    """How many watch the group now (sync, for the admin's lists)."""
+    client = hub.sync_client()
+    return int(client.zcount(_members_key(group), time.time() - EXPIRY_SECONDS, "+inf"))
+
+
 def watching(group: str) -> list[dict[str, Any]]:
     """Everyone watching the group now, oldest first (sync, for the admin)."""
     client = hub.sync_client()

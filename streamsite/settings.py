@@ -108,6 +108,10 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # Daphne serves /static/ itself unless a proxy (deploy/nginx.conf) does it.
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
+# Messages live in the session (server side), not in a cookie: the admin shows
+# a new producer token or share link once, as a message (tenants/admin_base.py).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"

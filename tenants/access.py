@@ -52,3 +52,9 @@ def origin_allowed(allowed_origins: str, foreign_origin: str | None) -> bool:
         return True
     allowed = {line.strip().rstrip("/") for line in allowed_origins.splitlines() if line.strip()}
     return foreign_origin.rstrip("/") in allowed
+
+
+def sole_owner(tenant_id: int, user_id: int) -> bool:
+    """Is this user the tenant's only owner? (A tenant always keeps one.)"""
+    owners = Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
+    return not owners.exclude(user_id=user_id).exists() and owners.filter(user_id=user_id).exists()

@@ -44,3 +44,40 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.tenant} ({self.role})"
+
+
+class AuditEntry(models.Model):
+    """One operator action: who did what to which object of which tenant.
+
+    Written by the services in the same transaction as the change. ``details``
+    never holds a secret (no token, no share key): at most a token's prefix.
+    Entries outlive what they describe, so the actor and tenant are kept as
+    nullable references and the target as a type, a text and a UUID.
+    """
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty for actions from the command line or the system.",
+    )
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    # A short code such as "producer.token_rotated"; no choices, so a new app's
+    # actions need no migration here (the admin filters on the values present).
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=100)
+    target_repr = models.CharField(max_length=200)
+    target_uuid = models.UUIDField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_repr}"

@@ -1,35 +1,122 @@
+"""Writes to tenants and memberships, and the audit log every operator action goes to."""
+
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
+from django.db import models, transaction
 
 from streamsite.control import access_changed
-from tenants.models import Membership, Role, Tenant
+from tenants.access import sole_owner
+from tenants.models import AuditEntry, Membership, Role, Tenant
+
+# Details of an audit entry are shown to every owner of the tenant: these never go in.
+_SECRET_DETAIL_NAMES = frozenset({"token", "share_key", "key", "password", "secret"})
+
+
+class MembershipError(ValueError):
+    """A membership change that would leave a tenant without an owner."""
+
+
+def audit_record(
+    *,
+    actor: AbstractBaseUser | None,
+    tenant: Tenant | None,
+    action: str,
+    target: models.Model,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Log one action (``<entity>.<what happened>``) on ``target``; call it inside the change's transaction."""
+    details = details or {}
+    leaked = _SECRET_DETAIL_NAMES & set(details)
+    if leaked:
+        raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
+    target_uuid = getattr(target, "uuid", None)
+    return AuditEntry.objects.create(
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        tenant=tenant,
+        action=action,
+        target_type=target._meta.label_lower,
+        target_repr=str(target)[:200],
+        target_uuid=target_uuid,
+        details=details,
+    )
 
 
 @transaction.atomic
-def tenant_create(*, slug: str, name: str = "", owner: AbstractBaseUser) -> Tenant:
+def tenant_create(
+    *, slug: str, name: str = "", owner: AbstractBaseUser, actor: AbstractBaseUser | None = None
+) -> Tenant:
     tenant = Tenant.objects.create(slug=slug, name=name or slug)
     Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
+    audit_record(
+        actor=actor,
+        tenant=tenant,
+        action="tenant.created",
+        target=tenant,
+        details={"owner": owner.get_username()},
+    )
     return tenant
 
 
-def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: Role) -> Membership:
+@transaction.atomic
+def tenant_rename(*, tenant: Tenant, name: str, actor: AbstractBaseUser | None = None) -> None:
+    previous, tenant.name = tenant.name, name
+    tenant.save(update_fields=["name"])
+    audit_record(
+        actor=actor,
+        tenant=tenant,
+        action="tenant.renamed",
+        target=tenant,
+        details={"from": previous, "to": name},
+    )
+
+
+@transaction.atomic
+def membership_set(
+    *, tenant: Tenant, user: AbstractBaseUser, role: Role, actor: AbstractBaseUser | None = None
+) -> Membership:
+    """Add the user to the tenant with this role, or change their role."""
+    previous = (
+        Membership.objects.select_for_update()
+        .filter(tenant=tenant, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if previous == Role.OWNER and role != Role.OWNER and sole_owner(tenant.pk, user.pk):
+        raise MembershipError(f"{user.get_username()} is the last owner of {tenant.slug}")
     membership, _ = Membership.objects.update_or_create(
         tenant=tenant, user=user, defaults={"role": role}
     )
+    if previous != role:
+        details = {"user": user.get_username(), "role": str(role)}
+        if previous is None:
+            action = "membership.added"
+        else:
+            action, details["previous_role"] = "membership.role_changed", previous
+        audit_record(actor=actor, tenant=tenant, action=action, target=membership, details=details)
     access_changed(tenant_uuid=tenant.uuid, user_id=user.pk)
     return membership
 
 
-def membership_remove(*, membership: Membership) -> None:
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None = None) -> None:
     """The user leaves the tenant; their open connections to its objects are closed."""
-    tenant_uuid, user_id = membership.tenant.uuid, membership.user_id
+    tenant, user = membership.tenant, membership.user
+    if sole_owner(tenant.pk, user.pk):
+        raise MembershipError(f"{user.get_username()} is the last owner of {tenant.slug}")
+    audit_record(
+        actor=actor,
+        tenant=tenant,
+        action="membership.removed",
+        target=membership,
+        details={"user": user.get_username(), "role": membership.role},
+    )
     membership.delete()
-    access_changed(tenant_uuid=tenant_uuid, user_id=user_id)
+    access_changed(tenant_uuid=tenant.uuid, user_id=user.pk)
 
 
 def user_get_or_create(
@@ -46,3 +133,10 @@ def user_get_or_create(
     password = password or os.environ.get("DJANGO_SUPERUSER_PASSWORD")
     user = User.objects.create_user(username=username, password=password)
     return user, True
+
+
+def user_allow_admin(*, user: AbstractBaseUser) -> None:
+    """Let the user sign in to /admin/ (is_staff): they see the tenants they own there."""
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])

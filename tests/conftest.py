@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.db import connection
+from django.db import connection, connections
 
 from streams.models import Feed, FeedKind, Producer, ProducerKind
 from streams.services import feed_create, producer_create
@@ -81,6 +82,21 @@ def globex_feed(world) -> FeedWithToken:
     return FeedWithToken(feed, producer, token)
 
 
+@pytest.fixture
+def staff_client():
+    """Signs a user in to the admin: ``staff_client(world.charlie)`` makes charlie staff first."""
+    from django.test import Client
+
+    def sign_in(user) -> Client:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return sign_in
+
+
 def session_cookie_for(user) -> str:
     """A real session cookie value, as the browser would send it after signing in."""
     from django.test import Client
@@ -117,6 +133,7 @@ def server_env(**extra: str) -> dict[str, str]:
         DATABASE_CONN_MAX_AGE="60",
         PYTHONUNBUFFERED="1",
     )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # see the browser fixture
     env.update(extra)
     return env
 
@@ -176,3 +193,42 @@ def daphne(django_db_setup, django_db_blocker):
     server = Daphne().start()
     yield server
     server.stop()
+
+
+# -- the real browser --------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's headless Chromium through Playwright; skipped when missing unless required.
+
+    Playwright's sync API keeps an event loop running in the test's thread, so
+    Django would refuse the test's own (synchronous, single-threaded) ORM calls;
+    DJANGO_ALLOW_ASYNC_UNSAFE lifts that for the test process only: server_env()
+    keeps it away from the servers under test.
+    """
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    if not shutil.which(CHROMIUM):
+        if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is required (STREAMSITE_REQUIRE_BROWSER=1)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+        # While Playwright's loop runs, Django keeps the test's connection in
+        # context-local storage, apart from the one pytest-django closes.
+        connections.close_all()

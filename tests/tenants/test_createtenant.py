@@ -24,3 +24,18 @@ def test_existing_user_becomes_owner_of_a_second_tenant(world):
 def test_duplicate_slug_is_an_error(world):
     with pytest.raises(CommandError):
         call_command("createtenant", "acme", "--owner", "alice")
+
+
+def test_staff_flag_lets_the_owner_into_the_admin(world):
+    assert not world.alice.is_staff
+    call_command("createtenant", "second", "--owner", "alice", "--staff")
+    world.alice.refresh_from_db()
+    assert world.alice.is_staff and not world.alice.is_superuser
+
+
+def test_tenant_creation_is_audited(world):
+    from tenants.models import AuditEntry
+
+    call_command("createtenant", "second", "--owner", "alice")
+    entry = AuditEntry.objects.get(action="tenant.created", tenant__slug="second")
+    assert entry.actor is None and entry.details == {"owner": "alice"}

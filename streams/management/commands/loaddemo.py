@@ -22,6 +22,8 @@ class Command(BaseCommand):
         user, _ = User.objects.get_or_create(username="demo")
         password = password or secrets.token_urlsafe(9)
         user.set_password(password)
+        # Staff, so the demo owner can try the operator's console at /admin/ (scoped to "demo").
+        user.is_staff = True
         user.save()
         tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(
             slug="demo", name="Demo", owner=user
@@ -37,3 +39,4 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"demo user: demo / {password}")
         self.stdout.write(f"demo feed: {feed.get_absolute_url()}")
+        self.stdout.write("operator's console: /admin/ (same sign-in)")

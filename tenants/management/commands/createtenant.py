@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
 from tenants.models import Tenant
-from tenants.services import tenant_create, user_get_or_create
+from tenants.services import tenant_create, user_allow_admin, user_get_or_create
 
 
 class Command(BaseCommand):
@@ -15,8 +15,13 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--owner", required=True, help="username of the owner")
         parser.add_argument("--name", default="", help="display name (default: the slug)")
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="also let the owner sign in to /admin/, where they manage this tenant's objects",
+        )
 
-    def handle(self, *args, slug: str, owner: str, name: str, **options):
+    def handle(self, *args, slug: str, owner: str, name: str, staff: bool, **options):
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"Tenant {slug!r} already exists.")
         user, created = user_get_or_create(username=owner)
@@ -24,6 +29,8 @@ class Command(BaseCommand):
             tenant = tenant_create(slug=slug, name=name, owner=user)
         except IntegrityError as exc:
             raise CommandError(f"Could not create tenant {slug!r}: {exc}") from exc
+        if staff:
+            user_allow_admin(user=user)
         if created and not user.has_usable_password():
             self.stderr.write(
                 f"User {owner!r} was created without a password "

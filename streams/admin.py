@@ -1,0 +1,308 @@
+"""Admin of feeds and producers: the operator's console (scoping: tenants/admin_base.py).
+
+Every write goes through streams.services, which audits it and announces
+access changes so that open connections re-check within a moment
+(streamsite/control.py). Tokens and share keys are never form fields; new
+ones are shown once, on the next page.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import redis
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
+
+from streams.events import feed_group
+from streams.models import Feed, Producer
+from streams.producers import LOOPS, ConfigError, validate_config
+from streams.services import (
+    FEED_SETTINGS,
+    feed_create,
+    feed_settings_update,
+    feed_share_key_revoke,
+    feed_share_key_rotate,
+    producer_create,
+    producer_set_enabled,
+    producer_token_revoke,
+    producer_token_rotate,
+    producer_update,
+)
+from streamsite import metrics
+from tenants.admin_base import (
+    ObjectActionsAdmin,
+    ShareKeyAdmin,
+    ShareKeyServices,
+    WatchingAdmin,
+    adopt,
+    ago,
+    object_action,
+    show_secret_once,
+)
+
+log = logging.getLogger(__name__)
+
+# A running producer heartbeats every 5 s (streams.producers.run_until_stopped).
+STALE_AFTER = timedelta(seconds=30)
+
+
+class FeedAddForm(forms.ModelForm):
+    share = forms.BooleanField(
+        required=False, help_text="Give it a share key now (the link is shown once)."
+    )
+
+    class Meta:
+        model = Feed
+        fields = ["tenant", "name", "kind"]
+
+
+@admin.register(Feed)
+class FeedAdmin(WatchingAdmin, ShareKeyAdmin):
+    share_key_services = ShareKeyServices(
+        arg="feed", rotate=feed_share_key_rotate, revoke=feed_share_key_revoke
+    )
+    list_display = ["name", "tenant", "kind", "last_seq", "has_share_key", "watching_count"]
+    list_filter = ["kind", ("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["tenant"]
+    search_fields = ["name"]
+    readonly_fields = [
+        "tenant", "kind", "uuid", "live_page", "created_at", "has_share_key",
+        "watching_now", "last_seq", "producer_links",
+    ]  # fmt: skip
+
+    def presence_group(self, feed: Feed) -> str:
+        return feed_group(feed.uuid)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ["tenant", "name", "kind", "share"]})]
+        return [
+            (None, {"fields": ["name", "tenant", "kind", "uuid", "live_page", "created_at"]}),
+            ("Live", {"fields": ["watching_now"]}),
+            ("Sharing", {"fields": ["has_share_key", "allowed_origins"]}),
+            (
+                "Samples",
+                {"fields": ["last_seq", "retention_count", "retention_seconds", "producer_links"]},
+            ),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = FeedAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(description="live page")
+    def live_page(self, feed: Feed) -> str:
+        return format_html('<a href="{0}">{0}</a>', feed.get_absolute_url())
+
+    @admin.display(description="producers")
+    def producer_links(self, feed: Feed) -> str:
+        rows = [
+            (reverse("admin:streams_producer_change", args=[p.pk]), p, producer_state(p))
+            for p in feed.producers.all()
+        ]
+        if not rows:
+            return "-"
+        return format_html_join(mark_safe("<br>"), '<a href="{}">{}</a> ({})', rows)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # deleting is left out: revoke the share key, disable the producers
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            fresh = Feed.objects.select_related("tenant").get(pk=obj.pk)
+            settings = {name: getattr(obj, name) for name in FEED_SETTINGS if name in form.fields}
+            feed_settings_update(feed=fresh, actor=request.user, **settings)
+            return
+        share = form.cleaned_data["share"]
+        feed = feed_create(
+            tenant=obj.tenant, name=obj.name, kind=obj.kind, share=share, actor=request.user
+        )
+        adopt(obj, feed)
+        if share:
+            link = request.build_absolute_uri(f"{feed.get_absolute_url()}?key={feed.share_key}")
+            show_secret_once(request, f"Share link for {feed}:", link)
+
+
+CONFIG_HELP = (
+    "JSON. bernoulli: p, interval_ms; randomwalk: step, start, interval_ms; clock: "
+    "interval_ms, count, ack_feed; iopin: source, chance; buzzer: source (feed UUIDs of the "
+    "same tenant); external: nothing. A running producer takes a change when it next starts "
+    "(disable and enable it to restart it now)."
+)
+
+
+def _clean_config(kind: str, config: Any, tenant_id: int) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise forms.ValidationError({"config": "The config must be a JSON object."})
+    try:
+        config = validate_config(kind, config)
+    except ConfigError as exc:
+        raise forms.ValidationError({"config": str(exc)}) from None
+    for name in ("source", "ack_feed"):
+        if (
+            config.get(name)
+            and not Feed.objects.filter(uuid=config[name], tenant_id=tenant_id).exists()
+        ):
+            raise forms.ValidationError({"config": f"{name}: no such feed in this tenant."})
+    return config
+
+
+class ProducerAddForm(forms.ModelForm):
+    class Meta:
+        model = Producer
+        fields = ["feed", "name", "kind", "config", "enabled"]
+        help_texts = {"config": CONFIG_HELP}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = False
+        self.fields["name"].help_text = "Default: '<kind> for <feed>'."
+
+    def clean(self):
+        cleaned = super().clean()
+        feed, kind = cleaned.get("feed"), cleaned.get("kind")
+        if feed is not None and kind:
+            cleaned["config"] = _clean_config(kind, cleaned.get("config"), feed.tenant_id)
+        return cleaned
+
+
+class ProducerChangeForm(forms.ModelForm):
+    class Meta:
+        model = Producer
+        fields = ["name", "config"]
+        help_texts = {"config": CONFIG_HELP}
+
+    def clean_config(self):
+        return _clean_config(
+            self.instance.kind, self.cleaned_data.get("config"), self.instance.tenant_id
+        )
+
+
+def producer_state(producer: Producer) -> str:
+    """What the producer reported last, flagged when a running one stopped heartbeating."""
+    status = producer.status or ("never ran" if producer.kind in LOOPS else "-")
+    seen = producer.last_seen_at
+    if producer.enabled and status == "running" and seen:
+        if timezone.now() - seen > STALE_AFTER:
+            return f"running? no heartbeat for {timesince(seen)}"
+    return status
+
+
+@admin.register(Producer)
+class ProducerAdmin(ObjectActionsAdmin):
+    list_display = [
+        "name", "feed", "kind", "enabled", "state", "last_seen", "samples_per_minute", "token",
+    ]  # fmt: skip
+    list_filter = [
+        "kind", "enabled", ("tenant", admin.RelatedOnlyFieldListFilter),
+        ("feed", admin.RelatedOnlyFieldListFilter),
+    ]  # fmt: skip
+    list_select_related = ["feed", "feed__tenant", "tenant"]
+    search_fields = ["name"]
+    object_actions = ("rotate_token", "revoke_token", "enable", "disable")
+    readonly_fields = [
+        "tenant", "feed", "kind", "uuid", "enabled", "state", "last_seen",
+        "samples_per_minute", "token", "created_at",
+    ]  # fmt: skip
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["feed", "name", "kind", "config", "enabled"]
+        return [
+            "name", "tenant", "feed", "kind", "uuid", "enabled", "state", "last_seen",
+            "samples_per_minute", "token", "config", "created_at",
+        ]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = ProducerAddForm if obj is None else ProducerChangeForm
+        return super().get_form(request, obj, **kwargs)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # deleting is left out: revoke the token or disable it
+
+    @admin.display(description="status")
+    def state(self, producer: Producer) -> str:
+        return producer_state(producer)
+
+    @admin.display(description="last seen", ordering="last_seen_at")
+    def last_seen(self, producer: Producer) -> str:
+        seen = producer.last_seen_at
+        if seen is None:
+            return "never"
+        return format_html('<span title="{}">{}</span>', seen.isoformat(), ago(seen))
+
+    @admin.display(description="feed samples/min")
+    def samples_per_minute(self, producer: Producer) -> int | str:
+        """Of the producer's feed, in the last full minute (the counters are per feed)."""
+        try:
+            return metrics.samples_last_full_minute(str(producer.feed.uuid))
+        except (redis.RedisError, OSError) as exc:
+            log.warning("admin: sample counters unavailable (%s)", exc)
+            return "?"
+
+    @admin.display(description="token")
+    def token(self, producer: Producer) -> str:
+        return f"{producer.token_prefix}…" if producer.token_hash else "revoked"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            fresh = Producer.objects.select_related("tenant").get(pk=obj.pk)
+            producer_update(producer=fresh, name=obj.name, config=obj.config, actor=request.user)
+            return
+        producer, token = producer_create(
+            feed=obj.feed,
+            kind=obj.kind,
+            name=obj.name,
+            config=obj.config,
+            enabled=obj.enabled,
+            actor=request.user,
+        )
+        adopt(obj, producer)
+        show_secret_once(request, f"Token for {producer}:", token)
+
+    @object_action(
+        "Rotate token",
+        confirm="Make a new token? Connections using the old one are closed.",
+    )
+    def rotate_token(self, request: HttpRequest, producer: Producer) -> None:
+        token = producer_token_rotate(producer=producer, actor=request.user)
+        show_secret_once(request, f"New token for {producer}:", token)
+
+    @object_action(
+        "Revoke token",
+        shown=lambda producer: bool(producer.token_hash),
+        confirm="Revoke the token? Connections using it are closed.",
+    )
+    def revoke_token(self, request: HttpRequest, producer: Producer) -> None:
+        producer_token_revoke(producer=producer, actor=request.user)
+        messages.success(request, f"The token of {producer} is revoked.")
+
+    @object_action("Enable", shown=lambda producer: not producer.enabled)
+    def enable(self, request: HttpRequest, producer: Producer) -> None:
+        producer_set_enabled(producer=producer, enabled=True, actor=request.user)
+        messages.success(request, f"{producer} is enabled; runproducers starts it within seconds.")
+
+    @object_action(
+        "Disable",
+        shown=lambda producer: producer.enabled,
+        confirm="Disable this producer? runproducers stops it and its connections close.",
+    )
+    def disable(self, request: HttpRequest, producer: Producer) -> None:
+        producer_set_enabled(producer=producer, enabled=False, actor=request.user)
+        messages.success(request, f"{producer} is disabled; runproducers stops it within seconds.")

@@ -1,0 +1,206 @@
+"""Admin of tenants, memberships and the audit log (scoping: tenants/admin_base.py).
+
+Every write goes through tenants.services, which audits it and, for
+memberships, closes the open connections of a removed member.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import Count
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from tenants.access import sole_owner
+from tenants.admin_base import TenantScopedAdmin, adopt
+from tenants.models import AuditEntry, Membership, Role, Tenant
+from tenants.services import (
+    MembershipError,
+    membership_remove,
+    membership_set,
+    tenant_create,
+    tenant_rename,
+)
+
+admin.site.site_header = "Streamsite operations"
+admin.site.site_title = "Streamsite admin"
+admin.site.index_title = "Operator's console"
+
+
+def _existing_user(username: str):
+    user = get_user_model().objects.filter(username=username.strip()).first()
+    if user is None:
+        raise forms.ValidationError("There is no user with this username.")
+    return user
+
+
+class TenantAddForm(forms.ModelForm):
+    owner = forms.CharField(help_text="Username of the tenant's first owner (an existing user).")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name"]
+
+    def clean_owner(self):
+        return _existing_user(self.cleaned_data["owner"])
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdmin):
+    tenant_field = ""
+    list_display = ["slug", "name", "members", "created_at"]
+    search_fields = ["slug", "name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["slug", "name", "owner"]
+        return ["slug", "name", "uuid", "created_at", "member_list"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["slug", "uuid", "created_at", "member_list"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = TenantAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(description="members", ordering="member_count")
+    def members(self, tenant: Tenant) -> str:
+        url = reverse("admin:tenants_membership_changelist") + f"?tenant__id__exact={tenant.pk}"
+        return format_html('<a href="{}">{}</a>', url, tenant.member_count)
+
+    @admin.display(description="members")
+    def member_list(self, tenant: Tenant) -> str:
+        rows = [
+            (reverse("admin:tenants_membership_change", args=[m.pk]), m.user, m.get_role_display())
+            for m in tenant.memberships.select_related("user")
+        ]
+        add = reverse("admin:tenants_membership_add") + f"?tenant={tenant.pk}"
+        return format_html(
+            '{}<br><a href="{}">Add a member</a>',
+            format_html_join(mark_safe("<br>"), '<a href="{}">{}</a> ({})', rows),
+            add,
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A new tenant has no owner among the staff yet: superusers create them.
+        return request.user.is_superuser and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # cascading deletes would not notify open connections
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            fresh = Tenant.objects.get(pk=obj.pk)
+            tenant_rename(tenant=fresh, name=obj.name, actor=request.user)
+        else:
+            tenant = tenant_create(
+                slug=obj.slug, name=obj.name, owner=form.cleaned_data["owner"], actor=request.user
+            )
+            adopt(obj, tenant)
+
+
+class MembershipAddForm(forms.ModelForm):
+    username = forms.CharField(
+        help_text="The user to add (their exact username). The user list itself is not shown, "
+        "so one tenant's staff cannot browse another tenant's people."
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "role"]
+
+    def clean_username(self):
+        return _existing_user(self.cleaned_data["username"])
+
+    def clean(self):
+        cleaned = super().clean()
+        tenant, user = cleaned.get("tenant"), cleaned.get("username")
+        if tenant and user and Membership.objects.filter(tenant=tenant, user=user).exists():
+            raise forms.ValidationError(
+                f"{user.get_username()} is already a member of {tenant}; change their role there."
+            )
+        return cleaned
+
+
+class MembershipChangeForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["role"]
+
+    def clean_role(self):
+        role = self.cleaned_data["role"]
+        member = self.instance  # still the saved values during clean()
+        if role != Role.OWNER and sole_owner(member.tenant_id, member.user_id):
+            raise forms.ValidationError("A tenant keeps at least one owner.")
+        return role
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role", ("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user", "tenant"]
+    search_fields = ["user__username"]
+
+    def get_fields(self, request, obj=None):
+        return ["tenant", "username", "role"] if obj is None else ["tenant", "user", "role"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["tenant", "user"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = MembershipAddForm if obj is None else MembershipChangeForm
+        return super().get_form(request, obj, **kwargs)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and sole_owner(obj.tenant_id, obj.user_id):
+            return False  # a tenant keeps at least one owner
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        user = obj.user if change else form.cleaned_data["username"]
+        membership = membership_set(
+            tenant=obj.tenant, user=user, role=Role(obj.role), actor=request.user
+        )
+        adopt(obj, membership)
+
+    def delete_model(self, request, obj):
+        membership_remove(membership=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("tenant", "user"):
+            try:
+                membership_remove(membership=membership, actor=request.user)
+            except MembershipError as exc:
+                messages.error(request, f"Not removed: {exc}.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(TenantScopedAdmin):
+    """The audit log: read-only, newest first."""
+
+    list_display = ["at", "tenant", "actor", "action", "target_repr", "details"]
+    list_filter = ["action", ("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["tenant", "actor"]
+    search_fields = ["target_repr", "actor__username", "action"]
+    fields = [
+        "at", "tenant", "actor", "action", "target_type", "target_repr", "target_uuid", "details"
+    ]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
