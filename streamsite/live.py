@@ -109,8 +109,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """Size and rate limits before any parsing: abuse costs the abuser, not the others."""
         metrics.inc("frames_in_total", kind=self.metrics_kind)
         payload = message.get("text")
-        size = len(payload.encode()) if payload is not None else len(message.get("bytes") or b"")
-        if size > self.max_frame_bytes():
+        limit = self.max_frame_bytes()
+        if payload is not None:
+            # A character is at most 4 bytes of UTF-8: only frames near the limit are encoded.
+            size = len(payload) if len(payload) * 4 <= limit else len(payload.encode())
+        else:
+            size = len(message.get("bytes") or b"")
+        if size > limit:
             await self.send_text(
                 error_frame("too_large", f"frames are limited to {self.max_frame_bytes()} bytes")
             )
