@@ -156,4 +156,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module's main, not this __main__ copy: Daphne imports
+    # streamsite.server again for its application, and its isinstance checks
+    # must see the same BoundedWebSocketProtocol class the factory uses.
+    from streamsite.server import main as imported_main
+
+    imported_main()

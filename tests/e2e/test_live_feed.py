@@ -4,6 +4,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import websockets
@@ -65,3 +66,34 @@ def test_runproducer_command_streams_bernoulli_samples_to_a_viewer(daphne, acme_
     for frame in frames:
         stats = frame["stats"]
         assert stats["alpha"] + stats["beta"] == frame["seq"] + 4
+
+
+def test_broadcasts_take_the_prepared_frame_path_under_the_real_server(daphne, acme_feed):
+    """Samples reach viewers as frames framed once per process (streamsite/server.py)."""
+    import urllib.request
+
+    from streamsite import metrics
+
+    feed = acme_feed.feed
+
+    async def scenario():
+        url = f"{daphne.ws}/ws/feeds/{feed.uuid}/?key={feed.share_key}"
+        async with websockets.connect(url) as viewer:
+            await viewer.recv()
+            async with websockets.connect(
+                f"{daphne.ws}/ws/feeds/{feed.uuid}/publish/?token={acme_feed.token}"
+            ) as producer:
+                for _ in range(3):
+                    await producer.send(json.dumps({"value": 1}))
+                    await producer.recv()
+            return [await next_sample(viewer) for _ in range(3)]
+
+    assert [s["seq"] for s in asyncio.run(scenario())] == [1, 2, 3]
+    deadline = time.monotonic() + 3 * metrics.FLUSH_SECONDS
+    while time.monotonic() < deadline:
+        body = urllib.request.urlopen(f"{daphne.http}/metrics").read().decode()
+        broadcast = [x for x in body.splitlines() if 'frames_out_total{kind="broadcast"}' in x]
+        if broadcast and int(broadcast[0].split()[-1]) >= 3:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no prepared-frame broadcasts counted:\n{body}")
