@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from channels.db import database_sync_to_async
+from django.db import close_old_connections
 
 from streams import services
 from streams.models import Feed, Sample
@@ -24,7 +25,19 @@ from streams.models import Feed, Sample
 MAX_BATCH_SAMPLES = 2000
 
 Values = Sequence[tuple[float, float | None]]
-_append_many = database_sync_to_async(services.samples_append_many)
+
+# Ingest has a database thread of its own (and so its own persistent
+# connection): asgiref's database_sync_to_async costs more per call than a
+# small batch's SQL, and the shared thread also serves handshakes and replays.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
+
+
+def _append_many(writes: list[tuple[Feed, Values]]) -> list[list[Sample]]:
+    close_old_connections()
+    try:
+        return services.samples_append_many(writes=writes)
+    finally:
+        close_old_connections()
 
 
 class IngestWriter:
@@ -63,7 +76,10 @@ class IngestWriter:
                 batch.append(self._queue.pop(0))
                 count += len(batch[-1][1])
             try:
-                results = await _append_many(writes=[(feed, values) for feed, values, _ in batch])
+                writes = [(feed, values) for feed, values, _ in batch]
+                results = await asyncio.get_running_loop().run_in_executor(
+                    _executor, _append_many, writes
+                )
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
