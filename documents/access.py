@@ -17,13 +17,12 @@ and only if the owner listed that origin.
 
 from __future__ import annotations
 
-import hmac
 import uuid as uuid_module
 
 from django.core.exceptions import ValidationError
 
 from documents.models import Document
-from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, origin_allowed, role_in
+from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, role_in, share_key_opens
 
 
 def _document(document_uuid: uuid_module.UUID | str) -> Document | None:
@@ -34,12 +33,7 @@ def _document(document_uuid: uuid_module.UUID | str) -> Document | None:
 
 
 def _key_opens(document: Document, key: str | None, foreign_origin: str | None) -> bool:
-    return bool(
-        key
-        and document.share_key
-        and hmac.compare_digest(key.encode(), document.share_key.encode())
-        and origin_allowed(document.allowed_origins, foreign_origin)
-    )
+    return share_key_opens(document, key, foreign_origin)
 
 
 def _member_may(user, document: Document, roles: frozenset, foreign_origin: str | None) -> bool:

@@ -7,13 +7,12 @@ UUID: HTTP turns None into 404, WebSockets into a refused handshake.
 
 from __future__ import annotations
 
-import hmac
 import uuid as uuid_module
 
 from django.utils import timezone
 
 from streams.models import Feed, Producer
-from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, origin_allowed, role_in
+from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, role_in, share_key_opens
 
 
 def _feed(feed_uuid: uuid_module.UUID | str) -> Feed | None:
@@ -36,9 +35,8 @@ def feed_for_viewer(
         return None
     if not foreign_origin and role_in(user, feed.tenant_id) in VIEW_ROLES:
         return feed
-    if key and feed.share_key and hmac.compare_digest(key.encode(), feed.share_key.encode()):
-        if origin_allowed(feed.allowed_origins, foreign_origin):
-            return feed
+    if share_key_opens(feed, key, foreign_origin):
+        return feed
     return None
 
 

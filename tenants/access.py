@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
@@ -58,3 +60,16 @@ def sole_owner(tenant_id: int, user_id: int) -> bool:
     """Is this user the tenant's only owner? (A tenant always keeps one.)"""
     owners = Membership.objects.filter(tenant_id=tenant_id, role=Role.OWNER)
     return not owners.exclude(user_id=user_id).exists() and owners.filter(user_id=user_id).exists()
+
+
+def share_key_opens(obj, key: str | None, foreign_origin: str | None) -> bool:
+    """Does ``key`` open this feed or document (``share_key``, ``allowed_origins``)?
+
+    Compared in constant time; from another site's page only if the owner listed it.
+    """
+    return bool(
+        key
+        and obj.share_key
+        and hmac.compare_digest(key.encode(), obj.share_key.encode())
+        and origin_allowed(obj.allowed_origins, foreign_origin)
+    )
