@@ -79,9 +79,13 @@ def _routes(patterns: list[Any], prefix: str = "") -> Iterator[Route]:
             yield Route(prefix + str(entry.pattern), entry.callback, groups)
 
 
+def http_routes() -> list[Route]:
+    """Every HTTP route, nested includes too, the admin aside."""
+    return list(_routes(get_resolver().url_patterns))
+
+
 def http_object_routes() -> list[Route]:
-    """Every HTTP route (nested includes too, the admin aside) that takes a parameter."""
-    return [route for route in _routes(get_resolver().url_patterns) if route.parameters]
+    return [route for route in http_routes() if route.parameters]
 
 
 def websocket_object_routes() -> list[Route]:
