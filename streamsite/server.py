@@ -14,6 +14,9 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
+- **Access log.** Daphne's HTTP access log writes the whole URI; here it
+  stops at the path, like its WebSocket lines: query strings carry share keys
+  (``?key=``) and sometimes producer tokens.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
   through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
@@ -26,6 +29,8 @@ import os
 import sys
 from typing import Any
 
+from daphne import cli as daphne_cli
+from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
@@ -41,6 +46,16 @@ def pending_bytes(transport: object) -> int:
     buffered = getattr(transport, "dataBuffer", b"")
     offset = getattr(transport, "offset", 0)
     return len(buffered) - offset + getattr(transport, "_tempDataLen", 0)
+
+
+class AccessLog(AccessLogGenerator):
+    """Daphne's access log without query strings, which carry share keys and tokens."""
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        path = details.get("path")
+        if isinstance(path, str) and "?" in path:
+            details = {**details, "path": path.split("?", 1)[0]}
+        super().__call__(protocol, action, details)
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
@@ -138,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     args.append(_APPLICATION)
     BoundedWebSocketProtocol.max_pending_bytes = settings.WEBSOCKET_MAX_PENDING_BYTES
     WebSocketFactory.protocol = BoundedWebSocketProtocol
+    daphne_cli.AccessLogGenerator = AccessLog
     CommandLineInterface().run(args)
 
 
