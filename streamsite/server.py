@@ -6,7 +6,7 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
 - **Message size.** WebSocket messages and frames are limited to
   ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` (the largest document upload plus 1 MiB,
   so a slightly-too-big file still gets a readable error) unless given; a larger
-  one is dropped by the protocol layer before it is buffered. Consumers apply
+  one is refused by the protocol layer (close 1009) before it is buffered. Consumers apply
   tighter limits of their own (feeds: 256 KiB; viewers: 4 KiB).
 - **Slow readers.** ASGI has no backpressure: a viewer who stops reading makes
   the server queue every frame for it. Here each WebSocket checks, before a
@@ -14,6 +14,13 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
+- **Close codes.** Consumers close with the codes RFC 6455 gives servers
+  (1008 policy, 1009 too big, 1011 internal error, 1013 try again later).
+  Autobahn's ``sendClose`` takes only 1000 and 3000-4999 and raises on the
+  others, which would crash the consumer, so those go out as close frames
+  directly. A frame the protocol layer refuses (invalid UTF-8 in a text frame,
+  a message over the limit) is answered with a close frame saying why (1007,
+  1009) rather than a silent drop of the TCP connection; nothing of it is kept.
 - **Access log.** Daphne's HTTP access log writes the whole URI; here it
   stops at the path, like its WebSocket lines: query strings carry share keys
   (``?key=``) and sometimes producer tokens.
@@ -37,6 +44,8 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from streamsite import metrics
 
 CLOSE_TOO_SLOW = 4008
+# Codes RFC 6455 (section 7.4.1) lets a server send, besides 1000 and 3000-4999.
+PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
 _FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
 _APPLICATION = "streamsite.server:application"
 
@@ -63,6 +72,21 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     max_pending_bytes = 4 * 1024 * 1024
     _too_slow = False
+
+    def onConnect(self, request):  # noqa: N802 (autobahn's name)
+        # Fail a connection with a close frame naming the reason (1007 invalid
+        # UTF-8, 1009 message too big, 1002 protocol error) rather than by
+        # dropping TCP, which a browser can only report as 1006. Autobahn discards
+        # the rest of a refused message as it arrives, and drops the connection
+        # if the client does not answer the close within a second.
+        self.failByDrop = False
+        return super().onConnect(request)
+
+    def serverClose(self, code=None):  # noqa: N802 (Daphne's name)
+        if code in PROTOCOL_CLOSE_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            super().serverClose(code)
 
     def _keeping_up(self) -> bool:
         if self._too_slow:
