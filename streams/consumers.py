@@ -15,7 +15,7 @@ from django.conf import settings
 from streams import access, services
 from streams.ingest import IngestWriter
 from streams.models import Producer
-from streams.viewer import FeedViewer
+from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
 from streamsite.control import AccessWatch, Credential
 from streamsite.live import LiveConsumer, encode, error_frame
@@ -66,7 +66,8 @@ class FeedViewerConsumer(LiveConsumer):
             return
         await self.accept()
         since_raw = self.query_param("since")
-        if since_raw is not None and not since_raw.isdigit():
+        since = parse_since(since_raw) if since_raw is not None else None
+        if since_raw is not None and since is None:
             await self.send_text(error_frame("bad_frame", "since must be a whole number"))
             await self.close(code=4400)
             return
@@ -78,7 +79,7 @@ class FeedViewerConsumer(LiveConsumer):
             write_frame=self.write_frame,
         )
         try:
-            await self.viewer.start(int(since_raw) if since_raw is not None else None)
+            await self.viewer.start(since)
         except (redis.RedisError, OSError, TimeoutError):
             await self.send_text(error_frame("unavailable", "live events are unavailable"))
             await self.close(code=1011)
@@ -161,7 +162,7 @@ class FeedPublishConsumer(LiveConsumer):
             return "error", error_frame("bad_frame", "send JSON text frames, not binary")
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return "error", error_frame("bad_json", "the frame is not valid JSON")
         try:
             return "values", services.sample_inputs_from_frame(self.producer.feed.kind, frame)
