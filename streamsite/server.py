@@ -14,6 +14,12 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
+- **Fast writers.** Daphne hands every message it reads to the application's
+  queue, however far behind the application is: a client pipelining uploads
+  would fill memory with them. Here, once more than one largest message
+  (``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE``) waits unread by the application, the
+  connection stops reading from its socket until half of that is taken: TCP
+  then holds the client back.
 - **Close codes.** Consumers close with the codes RFC 6455 gives servers
   (1008 policy, 1009 too big, 1011 internal error, 1013 try again later).
   Autobahn's ``sendClose`` takes only 1000 and 3000-4999 and raises on the
@@ -34,12 +40,14 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections import deque
 from typing import Any
 
 from daphne import cli as daphne_cli
 from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
 
 from streamsite import metrics
 
@@ -68,10 +76,16 @@ class AccessLog(AccessLogGenerator):
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
-    """Daphne's WebSocket protocol, closing connections that fall too far behind."""
+    """Daphne's WebSocket protocol, bounding what waits in either direction.
+
+    Out: connections that fall too far behind are closed (4008). In: reading
+    pauses while the application has too much unread.
+    """
 
     max_pending_bytes = 4 * 1024 * 1024
+    max_unread_bytes = 16 * 1024 * 1024
     _too_slow = False
+    _reading_paused = False
 
     def onConnect(self, request):  # noqa: N802 (autobahn's name)
         # Fail a connection with a close frame naming the reason (1007 invalid
@@ -80,7 +94,38 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         # the rest of a refused message as it arrives, and drops the connection
         # if the client does not answer the close within a second.
         self.failByDrop = False
+        # Sizes of the messages in the application's queue, oldest first.
+        self._unread_sizes: deque[int] = deque()
+        self._unread_total = 0
         return super().onConnect(request)
+
+    def onMessage(self, payload, isBinary):  # noqa: N802 (autobahn's name)
+        super().onMessage(payload, isBinary)
+        if self.muted:
+            return
+        self._unread_sizes.append(len(payload))
+        self._unread_total += len(payload)
+        if not self._reading_paused and self._unread_bytes() > self.max_unread_bytes:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+            self._resume_when_read()
+
+    def _unread_bytes(self) -> int:
+        """Bytes of the messages the application has not taken from its queue yet."""
+        # The queue is first in, first out: what it still holds are the newest.
+        waiting = self.application_queue.qsize()
+        while len(self._unread_sizes) > waiting:
+            self._unread_total -= self._unread_sizes.popleft()
+        return self._unread_total
+
+    def _resume_when_read(self) -> None:
+        if self.state == self.STATE_CLOSED:
+            return
+        if self._unread_bytes() <= self.max_unread_bytes // 2:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        else:
+            reactor.callLater(0.05, self._resume_when_read)
 
     def serverClose(self, code=None):  # noqa: N802 (Daphne's name)
         if code in PROTOCOL_CLOSE_CODES:
@@ -176,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         args += ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)]
     args.append(_APPLICATION)
     BoundedWebSocketProtocol.max_pending_bytes = settings.WEBSOCKET_MAX_PENDING_BYTES
+    BoundedWebSocketProtocol.max_unread_bytes = settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
     WebSocketFactory.protocol = BoundedWebSocketProtocol
     daphne_cli.AccessLogGenerator = AccessLog
     CommandLineInterface().run(args)

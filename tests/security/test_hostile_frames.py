@@ -29,6 +29,7 @@ from documents.services import document_share_set
 from tenants.models import Role
 from tenants.services import membership_set
 from tests.conftest import Daphne, password_hash, session_cookie_for
+from tests.documents.conftest import tsv_of_size
 from tests.e2e.clients import next_frame, next_sample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -280,6 +281,38 @@ def test_malformed_document_frames_get_an_error_and_the_socket_stays_usable(
         name: code for name, (_, code) in DOCUMENT_FRAMES.items()
     }
     assert (page["type"], page["page_no"]) == ("page", 2)
+
+
+def test_pipelined_uploads_are_read_no_faster_than_they_are_processed(
+    daphne, acme_feed, acme_document
+):
+    # Each upload takes the server a good fraction of a second; sent back to back,
+    # they used to pile up in memory. Now the server stops reading while one
+    # largest message waits unread, so the client's sends wait too.
+    document = document_share_set(document=acme_document, share="steer")
+    url = f"{daphne.ws}/ws/documents/{document.uuid}/?key={document.share_key}"
+    upload, count = tsv_of_size(settings.DOCUMENT_MAX_BYTES), 6
+
+    async def scenario():
+        async with Bystanders(daphne, acme_feed) as others:
+            async with websockets.connect(url, compression=None) as hostile:
+                uploaded = 0
+
+                async def count_uploads():
+                    nonlocal uploaded
+                    while uploaded < count:
+                        if (await next_frame(hostile))["type"] == "uploaded":
+                            uploaded += 1
+
+                counting = asyncio.create_task(count_uploads())
+                for _ in range(count):
+                    await hostile.send(upload)
+                answered_when_sent = uploaded
+                await counting
+            await others.still_served()
+        return answered_when_sent
+
+    assert asyncio.run(scenario()) >= count - 4  # one in process, two unread, one in transit
 
 
 def raw_websocket(server: Daphne, path: str, headers: dict[str, str]) -> socket.socket:
