@@ -22,9 +22,11 @@ from streamsite.live import LiveConsumer, encode, error_frame
 
 log = logging.getLogger(__name__)
 
-# A publisher that sends this many frames without waiting for acks is cut off
-# rather than let its backlog grow without bound.
+# A publisher that sends this many frames, or samples, without waiting for acks
+# is cut off rather than let its backlog grow without bound (10,000 frames of
+# 1,000 values each held 300 MB).
 MAX_UNACKED_FRAMES = 10_000
+MAX_UNACKED_SAMPLES = 100_000
 # Frames written in one transaction: batching is what lets one feed ingest
 # thousands of samples a second, since each commit has a fixed cost.
 MAX_BATCH = 1000
@@ -127,6 +129,7 @@ class FeedPublishConsumer(LiveConsumer):
             return
         self.producer = producer
         self._queue: deque[tuple[str, Any]] = deque()
+        self._queued_samples = 0
         self._wake = asyncio.Event()
         self._closing = False
 
@@ -151,10 +154,13 @@ class FeedPublishConsumer(LiveConsumer):
         return self.query_param("token")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if len(self._queue) >= MAX_UNACKED_FRAMES:
+        if len(self._queue) >= MAX_UNACKED_FRAMES or self._queued_samples >= MAX_UNACKED_SAMPLES:
             await self.close(code=1013)
             return
-        self._queue.append(self._parse(text_data))
+        kind, payload = self._parse(text_data)
+        if kind == "values":
+            self._queued_samples += len(payload)
+        self._queue.append((kind, payload))
         self._wake.set()
 
     def _parse(self, text: str | None) -> tuple[str, Any]:
@@ -191,6 +197,7 @@ class FeedPublishConsumer(LiveConsumer):
                 count = 0
                 while self._queue and self._queue[0][0] == "values" and count < MAX_BATCH:
                     batch.append(self._queue.popleft()[1])
+                    self._queued_samples -= len(batch[-1])
                     count += len(batch[-1])
                 await self._write_batch(batch)
 

@@ -174,6 +174,31 @@ def test_message_over_the_server_limit_is_closed_1009_without_being_buffered(dap
     assert growth < len(message), f"the server grew by {growth:,} bytes"
 
 
+def test_a_publisher_far_ahead_of_its_acks_is_closed_1013(daphne, acme_feed):
+    # 1,000 frames of 1,000 samples each, sent without reading a single ack:
+    # the server parses faster than it can store, and must not hold them all.
+    feed, frame = acme_feed.feed, json.dumps({"values": [1] * 1000})
+
+    async def scenario():
+        async with Bystanders(daphne, acme_feed) as others:
+            async with websockets.connect(
+                publish_url(daphne, feed), additional_headers=bearer(acme_feed.token)
+            ) as hostile:
+                memory = PeakRSS(daphne.process.pid)
+                memory.start()
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    for _ in range(1000):
+                        await hostile.send(frame)
+                code = await closed_with(hostile)
+                growth = memory.growth()
+            await others.still_served()
+        return code, growth
+
+    code, growth = asyncio.run(scenario())
+    assert code == 1013
+    assert growth < 64 * 1024 * 1024, f"the server grew by {growth:,} bytes"
+
+
 PUBLISH_FRAMES = {
     "not JSON": ("{value: 1}", "bad_json"),
     "truncated JSON": ('{"value": 1', "bad_json"),
