@@ -47,13 +47,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def closed_with(socket) -> int | None:
+async def closed_with(connection) -> int | None:
     """The close code the server sent (None: the connection dropped without one), frames skipped."""
     with contextlib.suppress(websockets.ConnectionClosed):
         async with asyncio.timeout(10):
             while True:
-                await socket.recv()
-    return socket.close_code if socket.protocol.close_rcvd is not None else None
+                await connection.recv()
+    return connection.close_code if connection.protocol.close_rcvd is not None else None
 
 
 class Bystanders:
