@@ -158,7 +158,7 @@ class DocumentConsumer(LiveConsumer):
             return
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             await self.send_text(error_frame("bad_json", "the frame is not valid JSON"))
             return
         if not isinstance(frame, dict) or frame.get("type") != "page":

@@ -15,16 +15,18 @@ from django.conf import settings
 from streams import access, services
 from streams.ingest import IngestWriter
 from streams.models import Producer
-from streams.viewer import FeedViewer
+from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
 from streamsite.control import AccessWatch, Credential
 from streamsite.live import LiveConsumer, encode, error_frame
 
 log = logging.getLogger(__name__)
 
-# A publisher that sends this many frames without waiting for acks is cut off
-# rather than let its backlog grow without bound.
+# A publisher that sends this many frames, or samples, without waiting for acks
+# is cut off rather than let its backlog grow without bound (10,000 frames of
+# 1,000 values each held 300 MB).
 MAX_UNACKED_FRAMES = 10_000
+MAX_UNACKED_SAMPLES = 100_000
 # Frames written in one transaction: batching is what lets one feed ingest
 # thousands of samples a second, since each commit has a fixed cost.
 MAX_BATCH = 1000
@@ -66,7 +68,8 @@ class FeedViewerConsumer(LiveConsumer):
             return
         await self.accept()
         since_raw = self.query_param("since")
-        if since_raw is not None and not since_raw.isdigit():
+        since = parse_since(since_raw) if since_raw is not None else None
+        if since_raw is not None and since is None:
             await self.send_text(error_frame("bad_frame", "since must be a whole number"))
             await self.close(code=4400)
             return
@@ -78,7 +81,7 @@ class FeedViewerConsumer(LiveConsumer):
             write_frame=self.write_frame,
         )
         try:
-            await self.viewer.start(int(since_raw) if since_raw is not None else None)
+            await self.viewer.start(since)
         except (redis.RedisError, OSError, TimeoutError):
             await self.send_text(error_frame("unavailable", "live events are unavailable"))
             await self.close(code=1011)
@@ -126,6 +129,7 @@ class FeedPublishConsumer(LiveConsumer):
             return
         self.producer = producer
         self._queue: deque[tuple[str, Any]] = deque()
+        self._queued_samples = 0
         self._wake = asyncio.Event()
         self._closing = False
 
@@ -150,10 +154,13 @@ class FeedPublishConsumer(LiveConsumer):
         return self.query_param("token")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if len(self._queue) >= MAX_UNACKED_FRAMES:
+        if len(self._queue) >= MAX_UNACKED_FRAMES or self._queued_samples >= MAX_UNACKED_SAMPLES:
             await self.close(code=1013)
             return
-        self._queue.append(self._parse(text_data))
+        kind, payload = self._parse(text_data)
+        if kind == "values":
+            self._queued_samples += len(payload)
+        self._queue.append((kind, payload))
         self._wake.set()
 
     def _parse(self, text: str | None) -> tuple[str, Any]:
@@ -161,7 +168,7 @@ class FeedPublishConsumer(LiveConsumer):
             return "error", error_frame("bad_frame", "send JSON text frames, not binary")
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return "error", error_frame("bad_json", "the frame is not valid JSON")
         try:
             return "values", services.sample_inputs_from_frame(self.producer.feed.kind, frame)
@@ -190,6 +197,7 @@ class FeedPublishConsumer(LiveConsumer):
                 count = 0
                 while self._queue and self._queue[0][0] == "values" and count < MAX_BATCH:
                     batch.append(self._queue.popleft()[1])
+                    self._queued_samples -= len(batch[-1])
                     count += len(batch[-1])
                 await self._write_batch(batch)
 

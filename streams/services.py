@@ -37,9 +37,13 @@ class SampleRejected(ValueError):
 def _number(raw: Any, what: str) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise SampleRejected("bad_value", f"{what} must be a number, got {type(raw).__name__}")
-    if not math.isfinite(raw):
+    try:
+        value = float(raw)  # JSON integers have no size limit: 1e400 written out overflows
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
         raise SampleRejected("bad_value", f"{what} must be finite")
-    return float(raw)
+    return value
 
 
 def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float | None]]:

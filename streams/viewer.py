@@ -32,6 +32,18 @@ Send = Callable[[str, int | None], Awaitable[None]]
 WriteFrame = Callable[[bytes], bool]
 
 
+def parse_since(raw: str) -> int | None:
+    """A client's ``since`` (or ``Last-Event-ID``): a sequence number, else None.
+
+    Plain ASCII digits only (``str.isdigit`` also takes "²", which ``int`` refuses),
+    and at most 19 of them: a sequence number fits in 64 bits, and ``int`` of
+    thousands of digits raises instead.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        return int(raw)
+    return None
+
+
 @database_sync_to_async
 def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.HelloFrame | None]:
     """Encoded frames of the samples after ``after_seq``, or a fresh hello if those are gone.

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from streams import access, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame
-from streams.viewer import FeedViewer
+from streams.viewer import FeedViewer, parse_since
 from streamsite.control import AccessWatch, Credential
 from tenants.access import tenants_of
 
@@ -79,7 +79,7 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
     try:
         frame = json.loads(request.body)
         inputs = services.sample_inputs_from_frame(producer.feed.kind, frame)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         code = getattr(exc, "code", "bad_json")
         message = getattr(exc, "message", "the body is not valid JSON")
         return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
@@ -99,7 +99,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     if feed is None:
         raise Http404("No such feed.")
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
-    since = int(resume) if resume and resume.isdigit() else None
+    since = parse_since(resume) if resume else None
     backlog: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def send(text: str, seq: int | None) -> None:

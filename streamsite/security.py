@@ -34,7 +34,12 @@ def origin_of(scope: dict[str, Any]) -> str | None:
 
 
 def origin_is_trusted(origin: str | None) -> bool:
-    """True for an Origin naming one of our hosts (never for None, "null" or look-alikes)."""
+    """True for an Origin naming one of our hosts (never for None, "null" or look-alikes).
+
+    Only the form browsers send, ``scheme://host[:port]``, is trusted: with user
+    info (``http://evil.example@ourhost``), a path or a fragment, which parsers
+    read differently, the origin is foreign.
+    """
     if not origin or origin == "null":
         return False
     try:
@@ -43,6 +48,8 @@ def origin_is_trusted(origin: str | None) -> bool:
     except ValueError:
         return False
     if parts.scheme not in ("http", "https") or not hostname:
+        return False
+    if "@" in parts.netloc or "\\" in origin or parts.path or parts.query or parts.fragment:
         return False
     if ":" in hostname:
         hostname = f"[{hostname}]"

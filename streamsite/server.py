@@ -6,7 +6,7 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
 - **Message size.** WebSocket messages and frames are limited to
   ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` (the largest document upload plus 1 MiB,
   so a slightly-too-big file still gets a readable error) unless given; a larger
-  one is dropped by the protocol layer before it is buffered. Consumers apply
+  one is refused by the protocol layer (close 1009) before it is buffered. Consumers apply
   tighter limits of their own (feeds: 256 KiB; viewers: 4 KiB).
 - **Slow readers.** ASGI has no backpressure: a viewer who stops reading makes
   the server queue every frame for it. Here each WebSocket checks, before a
@@ -14,6 +14,22 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
+- **Fast writers.** Daphne hands every message it reads to the application's
+  queue, however far behind the application is: a client pipelining uploads
+  would fill memory with them. Here, once more than one largest message
+  (``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE``) waits unread by the application, the
+  connection stops reading from its socket until half of that is taken: TCP
+  then holds the client back.
+- **Close codes.** Consumers close with the codes RFC 6455 gives servers
+  (1008 policy, 1009 too big, 1011 internal error, 1013 try again later).
+  Autobahn's ``sendClose`` takes only 1000 and 3000-4999 and raises on the
+  others, which would crash the consumer, so those go out as close frames
+  directly. A frame the protocol layer refuses (invalid UTF-8 in a text frame,
+  a message over the limit) is answered with a close frame saying why (1007,
+  1009) rather than a silent drop of the TCP connection; nothing of it is kept.
+- **Access log.** Daphne's HTTP access log writes the whole URI; here it
+  stops at the path, like its WebSocket lines: query strings carry share keys
+  (``?key=``) and sometimes producer tokens.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
   through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
@@ -24,14 +40,20 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections import deque
 from typing import Any
 
+from daphne import cli as daphne_cli
+from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import reactor
 
 from streamsite import metrics
 
 CLOSE_TOO_SLOW = 4008
+# Codes RFC 6455 (section 7.4.1) lets a server send, besides 1000 and 3000-4999.
+PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
 _FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
 _APPLICATION = "streamsite.server:application"
 
@@ -43,11 +65,73 @@ def pending_bytes(transport: object) -> int:
     return len(buffered) - offset + getattr(transport, "_tempDataLen", 0)
 
 
+class AccessLog(AccessLogGenerator):
+    """Daphne's access log without query strings, which carry share keys and tokens."""
+
+    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        path = details.get("path")
+        if isinstance(path, str) and "?" in path:
+            details = {**details, "path": path.split("?", 1)[0]}
+        super().__call__(protocol, action, details)
+
+
 class BoundedWebSocketProtocol(WebSocketProtocol):
-    """Daphne's WebSocket protocol, closing connections that fall too far behind."""
+    """Daphne's WebSocket protocol, bounding what waits in either direction.
+
+    Out: connections that fall too far behind are closed (4008). In: reading
+    pauses while the application has too much unread.
+    """
 
     max_pending_bytes = 4 * 1024 * 1024
+    max_unread_bytes = 16 * 1024 * 1024
     _too_slow = False
+    _reading_paused = False
+
+    def onConnect(self, request):  # noqa: N802 (autobahn's name)
+        # Fail a connection with a close frame naming the reason (1007 invalid
+        # UTF-8, 1009 message too big, 1002 protocol error) rather than by
+        # dropping TCP, which a browser can only report as 1006. Autobahn discards
+        # the rest of a refused message as it arrives, and drops the connection
+        # if the client does not answer the close within a second.
+        self.failByDrop = False
+        # Sizes of the messages in the application's queue, oldest first.
+        self._unread_sizes: deque[int] = deque()
+        self._unread_total = 0
+        return super().onConnect(request)
+
+    def onMessage(self, payload, isBinary):  # noqa: N802 (autobahn's name)
+        super().onMessage(payload, isBinary)
+        if self.muted:
+            return
+        self._unread_sizes.append(len(payload))
+        self._unread_total += len(payload)
+        if not self._reading_paused and self._unread_bytes() > self.max_unread_bytes:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+            self._resume_when_read()
+
+    def _unread_bytes(self) -> int:
+        """Bytes of the messages the application has not taken from its queue yet."""
+        # The queue is first in, first out: what it still holds are the newest.
+        waiting = self.application_queue.qsize()
+        while len(self._unread_sizes) > waiting:
+            self._unread_total -= self._unread_sizes.popleft()
+        return self._unread_total
+
+    def _resume_when_read(self) -> None:
+        if self.state == self.STATE_CLOSED:
+            return
+        if self._unread_bytes() <= self.max_unread_bytes // 2:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        else:
+            reactor.callLater(0.05, self._resume_when_read)
+
+    def serverClose(self, code=None):  # noqa: N802 (Daphne's name)
+        if code in PROTOCOL_CLOSE_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            super().serverClose(code)
 
     def _keeping_up(self) -> bool:
         if self._too_slow:
@@ -151,7 +235,9 @@ def main(argv: list[str] | None = None) -> None:
         args += ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)]
     args.append(_APPLICATION)
     BoundedWebSocketProtocol.max_pending_bytes = settings.WEBSOCKET_MAX_PENDING_BYTES
+    BoundedWebSocketProtocol.max_unread_bytes = settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
     WebSocketFactory.protocol = BoundedWebSocketProtocol
+    daphne_cli.AccessLogGenerator = AccessLog
     CommandLineInterface().run(args)
 
 

@@ -160,9 +160,10 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -
 class Daphne:
     """The real server, in its own process, on a free loopback port."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, *, log_path: Path | None = None, **env: str) -> None:
         self.port = free_port()
         self.env = env
+        self.log_path = log_path  # where its stdout and stderr go (else the test's own)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -174,11 +175,18 @@ class Daphne:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> Daphne:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamsite.server", "-b", "127.0.0.1", "-p", str(self.port)],
-            cwd=ROOT,
-            env=server_env(**self.env),
-        )  # fmt: skip
+        log = open(self.log_path, "ab") if self.log_path else None
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streamsite.server", "-b", "127.0.0.1", "-p", str(self.port)],
+                cwd=ROOT,
+                env=server_env(**self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+            )  # fmt: skip
+        finally:
+            if log is not None:
+                log.close()  # the server holds its own copy
         wait_for_port(self.port, self.process)
         return self
 

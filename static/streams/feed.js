@@ -7,6 +7,7 @@
   let lastSeq = samples.length ? samples[samples.length - 1].seq : 0;
   let stats = samples.length ? samples[samples.length - 1].stats : null;
   let drawPending = false;
+  let resyncing = false;
 
   const $ = (id) => document.getElementById(id);
   const statusEl = $("status");
@@ -138,19 +139,21 @@
   function onFrame(frame) {
     switch (frame.type) {
       case "hello":
-        // Resuming (lastSeq > 0): the server now replays everything after lastSeq,
-        // so keep it. Starting fresh, or the feed went back (recreated): take the server's.
-        if (lastSeq === 0 || frame.last_seq < lastSeq) {
+        // We always connect with since=lastSeq (0 included: the page may have
+        // rendered before the first sample), so the server replays everything
+        // after it and lastSeq stays. Only after a resync, or if the feed went
+        // back (recreated), does the server's last_seq become ours.
+        if (resyncing || frame.last_seq < lastSeq) {
           samples.length = 0;
           lastSeq = frame.last_seq;
-          stats = frame.stats;
+          resyncing = false;
         }
+        if (!samples.length || lastSeq === frame.last_seq) stats = frame.stats;
         if (frame.watching !== undefined) setText("watching", frame.watching);
         break;
       case "resync":
-        // What we missed is no longer kept: start the chart again.
-        samples.length = 0;
-        lastSeq = 0;
+        // What we missed is no longer kept: the fresh hello that follows restarts the chart.
+        resyncing = true;
         break;
       case "sample":
         if (frame.seq <= lastSeq) return;
@@ -175,7 +178,7 @@
   }
 
   new LiveSocket({
-    url: () => LiveSocket.wsUrl(`/ws/feeds/${boot.uuid}/`, { key: boot.key, since: lastSeq || null }),
+    url: () => LiveSocket.wsUrl(`/ws/feeds/${boot.uuid}/`, { key: boot.key, since: lastSeq }),
     onMessage: onFrame,
     onState,
   });
