@@ -154,7 +154,7 @@ def static_root(tmp_path_factory, django_db_setup) -> Path:
 
 
 @pytest.fixture(scope="module")
-def backends(static_root, django_db_blocker):
+def backends(static_root):
     """Two Daphne processes that leave static files to nginx."""
     servers = [Daphne(SERVE_STATIC="0", STATIC_ROOT=str(static_root)).start() for _ in range(2)]
     yield servers
