@@ -86,8 +86,7 @@ class DocumentConsumer(LiveConsumer):
         try:
             await Hub.current().join(self.group, self)
         except (redis.RedisError, OSError, TimeoutError):
-            await self.send_text(error_frame("unavailable", "live events are unavailable"))
-            await self.close(code=1011)
+            await self.close_unavailable()
             return
         self._joined = True
         await self._send_current_page()

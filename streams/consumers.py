@@ -83,8 +83,7 @@ class FeedViewerConsumer(LiveConsumer):
         try:
             await self.viewer.start(since)
         except (redis.RedisError, OSError, TimeoutError):
-            await self.send_text(error_frame("unavailable", "live events are unavailable"))
-            await self.close(code=1011)
+            await self.close_unavailable()
 
     async def _send_frame(self, text: str, seq: int | None) -> None:
         metrics.bump(_FRAMES_OUT)

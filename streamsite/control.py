@@ -102,7 +102,7 @@ class AccessWatch:
         try:
             await self.start()
         except (redis.RedisError, OSError, TimeoutError):
-            await consumer.close(code=1011)
+            await consumer.close_unavailable()
             return False
         if not await self._still_allowed():
             await self.stop()

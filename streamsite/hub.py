@@ -133,6 +133,7 @@ class _Publisher(threading.Thread):
         return self._idle.wait(timeout)
 
     def run(self) -> None:
+        failing = False
         while True:
             batch = [self._queue.get()]
             while not self._queue.empty():
@@ -146,7 +147,15 @@ class _Publisher(threading.Thread):
                             also(pipe)
                     pipe.execute()
             except redis.RedisError as exc:
-                log.warning("hub: publish failed (%s); viewers will resync", exc)
+                # Once per outage, not once per sample (a busy producer publishes
+                # hundreds of times a second): what is lost, viewers fill from the database.
+                if not failing:
+                    log.warning("hub: publish failed (%s); viewers will fill the gap", exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("hub: publishing again")
+                failing = False
             if self._queue.empty():
                 self._idle.set()
 
@@ -189,6 +198,8 @@ class Hub:
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # False from the moment the reader loses Redis until a subscription is confirmed again.
+        self._connected = True
 
     @classmethod
     def current(cls) -> Hub:
@@ -205,8 +216,13 @@ class Hub:
         """Add a subscriber; returns once Redis confirms the subscription.
 
         Anything published after this returns reaches the subscriber. Raises
-        ``redis.RedisError`` or ``TimeoutError`` if Redis cannot be reached.
+        ``redis.RedisError`` or ``TimeoutError`` if Redis cannot be reached, at
+        once while this hub knows it is away: a group that already has local
+        subscribers needs no Redis round trip, and would otherwise let a new
+        viewer in to a stream that cannot reach it.
         """
+        if not self._connected:
+            raise redis.ConnectionError("live events are unavailable: Redis is away")
         async with self._lock:
             subscribers = self._groups.get(group)
             if subscribers is not None:
@@ -252,30 +268,49 @@ class Hub:
             waiter.cancel()
 
     async def _read(self) -> None:
-        broken = False
-        while self._groups or self._confirmations:
+        try:
+            while self._groups or self._confirmations:
+                try:
+                    message = await self._pubsub.get_message(timeout=1.0)
+                except (redis.RedisError, OSError) as exc:
+                    if self._connected:
+                        log.warning("hub: lost Redis (%s); reconnecting", exc)
+                    self._connected = False
+                    await asyncio.sleep(0.5)
+                    continue
+                if message is None:
+                    continue
+                kind = message["type"]
+                if kind == "message":
+                    await self._deliver(message["channel"], message["data"])
+                elif kind == "subscribe":
+                    await self._confirmed(message["channel"].decode()[len(CHANNEL_PREFIX) :])
+        finally:
+            # Nobody left to tell; the next join starts a reader that finds out afresh.
+            self._connected = True
+
+    async def _confirmed(self, group: str) -> None:
+        """Redis confirmed a subscription: one we asked for, or one redis-py renewed.
+
+        redis-py reconnects by itself (sometimes without raising to us) and then
+        subscribes again to every channel it had, so an unasked-for confirmation
+        means the connection was renewed: its group may have missed messages.
+        """
+        if not self._connected:
+            self._connected = True
+            log.warning("hub: Redis is back")
+        waiter = self._confirmations.pop(group, None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif group in self._groups:
+            await self._notify_reconnected(group)
+        else:
+            # Left while Redis was away: its unsubscribe was lost, and redis-py renewed it.
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                await self._pubsub.unsubscribe(CHANNEL_PREFIX + group)
             except (redis.RedisError, OSError) as exc:
-                if not broken:
-                    log.warning("hub: lost Redis (%s); reconnecting", exc)
-                broken = True
-                await asyncio.sleep(0.5)
-                continue
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
-                await self._deliver(message["channel"], message["data"])
-            elif kind == "subscribe":
-                group = message["channel"].decode()[len(CHANNEL_PREFIX) :]
-                waiter = self._confirmations.pop(group, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                if broken:
-                    broken = False
-                    log.warning("hub: Redis is back")
-                    await self._notify_reconnected()
+                log.info("hub: unsubscribe from %s failed (%s)", group, exc)
 
     async def _deliver(self, channel: bytes, data: bytes) -> None:
         group = channel.decode()[len(CHANNEL_PREFIX) :]
@@ -290,13 +325,14 @@ class Hub:
                 # One broken viewer must never stop delivery to the others.
                 log.exception("hub: delivery to a subscriber of %s failed", group)
 
-    async def _notify_reconnected(self) -> None:
-        for subscribers in tuple(self._groups.values()):
-            for subscriber in tuple(subscribers):
-                try:
-                    await subscriber.hub_reconnected()
-                except Exception:
-                    log.exception("hub: reconnect notification failed")
+    async def _notify_reconnected(self, group: str) -> None:
+        # Per group, once its own subscription is confirmed again: whatever a
+        # subscriber then reads from the database, later messages reach it.
+        for subscriber in tuple(self._groups.get(group, ())):
+            try:
+                await subscriber.hub_reconnected()
+            except Exception:
+                log.exception("hub: reconnect notification failed")
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -21,6 +21,8 @@ __all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
 CLOSE_ACCESS_REVOKED = 4403
 # Close code when a user already holds MAX_CONNECTIONS_PER_USER sockets.
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+# Close code when live events are unavailable (Redis away): reconnect a little later.
+CLOSE_UNAVAILABLE = 1011
 
 
 class _Refused(Exception):
@@ -175,6 +177,17 @@ class LiveConsumer(AsyncWebsocketConsumer):
             write(websocket_frame(text))
         else:
             await self.base_send({"type": "websocket.send", "text": text})
+
+    async def close_unavailable(self) -> None:
+        """Live events are down (Redis away): say so and close 1011; the client retries later.
+
+        Accepts first if need be, so that the client reads why (a handshake
+        refused before accept is an HTTP 403, which means "not allowed").
+        """
+        if not self._counted_open:
+            await super().accept()
+        await self.send_text(error_frame("unavailable", "live events are unavailable; retry"))
+        await self.close(code=CLOSE_UNAVAILABLE)
 
     async def revoked(self) -> None:
         """The credential this connection came in with no longer holds (streamsite.control)."""

@@ -39,16 +39,20 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    def __init__(self) -> None:
-        self.port = free_port()
+    """A redis-server of our own. ``start()`` again after ``stop()`` or ``kill()`` reuses the port."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="streamsite-redis-")
         self.process: subprocess.Popen | None = None
+        atexit.register(self.stop)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
+        os.makedirs(self.dir, exist_ok=True)
         args = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -61,7 +65,6 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
-        atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -85,6 +88,12 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: clients see their connections drop, nothing is saved."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
 
 
 def ensure_redis_url() -> PrivateRedis | None:

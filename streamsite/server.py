@@ -9,8 +9,9 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   one is refused by the protocol layer (close 1009) before it is buffered. Consumers apply
   tighter limits of their own (feeds: 256 KiB; viewers: 4 KiB).
 - **Slow readers.** ASGI has no backpressure: a viewer who stops reading makes
-  the server queue every frame for it. Here each WebSocket checks, before a
-  send, how much is still waiting in its transport; past
+  the server queue every frame for it. Here each WebSocket has a fixed kernel
+  send buffer (256 KiB as the kernel counts it) and checks, before a send, how
+  much is still waiting in its transport; past
   ``WEBSOCKET_MAX_PENDING_BYTES`` the connection is closed with code 4008 and
   a reason. The viewer reconnects with ``since`` and catches up from the
   database; nobody else waits for it, and server memory stays bounded.
@@ -37,8 +38,10 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import socket
 import sys
 from collections import deque
 from typing import Any
@@ -84,6 +87,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     max_pending_bytes = 4 * 1024 * 1024
     max_unread_bytes = 16 * 1024 * 1024
+    # The kernel's send buffer of a socket grows by itself up to tcp_wmem's maximum
+    # (4 MiB by default), none of it counted by pending_bytes: a viewer that stopped
+    # reading hid that much there, for minutes, before the cutoff saw anything. A
+    # fixed buffer (which the kernel doubles) bounds both; a live stream needs far
+    # less in flight.
+    send_buffer_bytes = 128 * 1024
     _too_slow = False
     _reading_paused = False
 
@@ -132,6 +141,13 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self.sendCloseFrame(code=code, isReply=False)
         else:
             super().serverClose(code)
+
+    def connectionMade(self):  # noqa: N802 (Twisted's name)
+        super().connectionMade()
+        sock = getattr(self.transport, "socket", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
 
     def _keeping_up(self) -> bool:
         if self._too_slow:

@@ -1,0 +1,348 @@
+"""The deployment recipe (deploy/): a real nginx in front of two Daphne processes.
+
+nginx is Debian's (``.ci/run`` installs it). The test configuration includes
+deploy/nginx-locations.conf itself, the same file production includes, with
+only the static directory changed; the upstream lists the two test processes.
+nginx balances round-robin with one worker, so two connections opened one
+after the other land on different processes; its access log (with
+``$upstream_addr``) proves which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+import pytest
+import websockets
+
+from documents.services import document_create
+from tests.conftest import ROOT, Daphne, free_port, server_env, wait_for_port
+from tests.documents.conftest import numbers_tsv
+from tests.e2e.clients import next_frame, next_sample
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+DEPLOY = ROOT / "deploy"
+PRODUCTION_STATIC_ROOT = "/srv/streamsite/static/"
+PRODUCTION_LOCATIONS = "/etc/nginx/snippets/streamsite-locations.conf"
+
+
+def required_binary(name: str, candidates: list[str]) -> str:
+    """The program's path; skips the test when it is missing, fails in CI."""
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{name} is required (STREAMSITE_REQUIRE_BROWSER=1); apt-get install {name}")
+    pytest.skip(f"{name} is not installed (apt-get install {name})")
+
+
+def nginx_binary() -> str:
+    return required_binary("nginx", [shutil.which("nginx") or "", "/usr/sbin/nginx"])
+
+
+def replaced(text: str, old: str, new: str) -> str:
+    """``text`` with ``old`` replaced; fails if the deploy file no longer says ``old``."""
+    assert old in text, f"deploy/ no longer contains {old!r}: update this test"
+    return text.replace(old, new)
+
+
+def main_config(prefix: Path, site: str) -> str:
+    """nginx's main file for a test: everything inside ``prefix``, in the foreground."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the pytest tmp dirs
+    mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}worker_processes 1;
+daemon off;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} notice;
+events {{ worker_connections 512; }}
+http {{
+    {mime}
+    default_type application/octet-stream;
+{temp}
+    log_format upstreams '$request_method $uri $status $upstream_addr';
+    access_log {prefix / "access.log"} upstreams;
+{site}
+}}
+"""
+
+
+@dataclass
+class Nginx:
+    process: subprocess.Popen
+    port: int
+    prefix: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def upstreams_of(self, path: str, timeout: float = 10.0) -> list[str]:
+        """``$upstream_addr`` of each logged request for ``path`` (logged once it ends)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = (self.prefix / "access.log").read_text()
+            found = [line.split()[-1] for line in log.splitlines() if line.split()[1] == path]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def start_nginx(prefix: Path, site: str, port: int) -> Nginx:
+    binary = nginx_binary()
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / kind).mkdir(parents=True, exist_ok=True)
+    config = prefix / "nginx.conf"
+    config.write_text(main_config(prefix, site))
+    errors = prefix / "error.log"
+    checked = subprocess.run(
+        [binary, "-t", "-c", str(config), "-p", str(prefix), "-e", str(errors)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(
+        [binary, "-c", str(config), "-p", str(prefix), "-e", str(errors)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process)
+    except RuntimeError:
+        raise RuntimeError(errors.read_text()) from None
+    return Nginx(process, port, prefix)
+
+
+@pytest.fixture(scope="module")
+def static_root(tmp_path_factory, django_db_setup) -> Path:
+    nginx_binary()  # skip before doing anything when nginx is missing
+    root = tmp_path_factory.mktemp("static")
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=ROOT,
+        env=server_env(STATIC_ROOT=str(root)),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def backends(static_root):
+    """Two Daphne processes that leave static files to nginx."""
+    servers = [Daphne(SERVE_STATIC="0", STATIC_ROOT=str(static_root)).start() for _ in range(2)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def upstream_block(backends: list[Daphne]) -> str:
+    servers = "\n".join(f"        server 127.0.0.1:{b.port};" for b in backends)
+    return f"    upstream streamsite {{\n{servers}\n    }}\n"
+
+
+@pytest.fixture(scope="module")
+def nginx(backends, static_root, tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("nginx")
+    locations = replaced(
+        (DEPLOY / "nginx-locations.conf").read_text(), PRODUCTION_STATIC_ROOT, f"{static_root}/"
+    )
+    (prefix / "locations.conf").write_text(locations)
+    port = free_port()
+    site = upstream_block(backends) + (
+        f"    server {{\n        listen 127.0.0.1:{port};\n"
+        f"        include {prefix / 'locations.conf'};\n    }}\n"
+    )
+    server = start_nginx(prefix, site, port)
+    yield server
+    server.stop()
+
+
+def fetch(url: str, *, context: ssl.SSLContext | None = None) -> tuple[int, Message, bytes]:
+    """Status, headers and body, without following redirects."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
+    try:
+        with opener.open(url, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def assert_on_both_backends(upstreams: list[str], backends: list[Daphne]) -> None:
+    assert sorted(upstreams) == sorted(f"127.0.0.1:{b.port}" for b in backends), upstreams
+
+
+def test_static_files_come_from_nginx_pages_and_health_from_daphne(nginx, backends, static_root):
+    status, headers, body = fetch(f"{nginx.http}/static/streams/feed.js")
+    assert status == 200
+    assert body == (static_root / "streams" / "feed.js").read_bytes()
+    cache_control = ", ".join(headers.get_all("Cache-Control"))
+    assert "public" in cache_control and "max-age=3600" in cache_control
+    # The backends themselves no longer serve them (SERVE_STATIC=0).
+    assert fetch(f"{backends[0].http}/static/streams/feed.js")[0] == 404
+    assert fetch(f"{nginx.http}/accounts/login/")[0] == 200
+    status, _, body = fetch(f"{nginx.http}/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+def test_a_viewer_on_one_process_receives_samples_published_through_the_other(
+    nginx, backends, acme_feed
+):
+    feed = acme_feed.feed
+    viewer_path = f"/ws/feeds/{feed.uuid}/"
+    publish_path = f"/ws/feeds/{feed.uuid}/publish/"
+
+    async def scenario():
+        async with websockets.connect(f"{nginx.ws}{viewer_path}?key={feed.share_key}") as viewer:
+            hello = json.loads(await viewer.recv())
+            async with websockets.connect(
+                f"{nginx.ws}{publish_path}",
+                additional_headers={"Authorization": f"Bearer {acme_feed.token}"},
+            ) as producer:
+                for value in (1, 0, 1):
+                    await producer.send(json.dumps({"value": value}))
+                acks = [json.loads(await producer.recv())["seq"] for _ in range(3)]
+            samples = [await next_sample(viewer) for _ in range(3)]
+        return hello, acks, samples
+
+    hello, acks, samples = asyncio.run(scenario())
+    assert hello["type"] == "hello" and acks == [1, 2, 3]
+    assert [(s["seq"], s["value"]) for s in samples] == [(1, 1), (2, 0), (3, 1)]
+    # The viewer and the publisher were on different processes.
+    assert_on_both_backends(
+        nginx.upstreams_of(viewer_path) + nginx.upstreams_of(publish_path), backends
+    )
+
+
+def test_a_page_change_reaches_a_document_viewer_on_the_other_process(nginx, backends, world):
+    document = document_create(
+        tenant=world.acme, name="shared", data=numbers_tsv(250), share="steer"
+    ).document
+    path = f"/ws/documents/{document.uuid}/"
+    url = f"{nginx.ws}{path}?key={document.share_key}"
+
+    async def scenario():
+        async with websockets.connect(url) as steerer, websockets.connect(url) as follower:
+            first = [(await next_frame(s))["page_no"] for s in (steerer, follower)]
+            await steerer.send(json.dumps({"type": "page", "page_no": 3}))
+            turned = [await next_frame(s) for s in (steerer, follower)]
+        return first, turned
+
+    first, turned = asyncio.run(scenario())
+    assert first == [1, 1]
+    assert [(f["page_no"], f["state"]) for f in turned] == [(3, 2), (3, 2)]
+    assert turned[1]["data"][0][0] == "201"  # the first row of page 3
+    assert_on_both_backends(nginx.upstreams_of(path), backends)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    openssl = required_binary("openssl", [shutil.which("openssl") or ""])
+    certificate, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certificate, key
+
+
+def test_the_production_site_redirects_to_https_and_serves_wss(backends, acme_feed, tmp_path):
+    """deploy/nginx.conf itself, with local ports, a throwaway certificate and tmp logs."""
+    certificate, key = self_signed_certificate(tmp_path)
+    http_port, https_port = free_port(), free_port()
+    (tmp_path / "locations.conf").write_text((DEPLOY / "nginx-locations.conf").read_text())
+    site = (DEPLOY / "nginx.conf").read_text()
+    backend_lines = "".join(f"    server 127.0.0.1:{b.port};\n" for b in backends)
+    for old, new in [
+        ("    server 127.0.0.1:8001;\n    server 127.0.0.1:8002;\n", backend_lines),
+        ("    listen [::]:80;\n", ""),
+        ("    listen [::]:443 ssl http2;\n", ""),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        ("/etc/ssl/certs/streams.example.org.fullchain.pem", str(certificate)),
+        ("/etc/ssl/private/streams.example.org.key", str(key)),
+        ("/var/log/nginx/streamsite.access.log", str(tmp_path / "site.access.log")),
+        ("/var/log/nginx/streamsite.error.log", str(tmp_path / "site.error.log")),
+        (PRODUCTION_LOCATIONS, str(tmp_path / "locations.conf")),
+    ]:
+        site = replaced(site, old, new)
+    server = start_nginx(tmp_path, site, https_port)
+    feed = acme_feed.feed
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+
+    async def wss_hello() -> dict:
+        url = f"wss://127.0.0.1:{https_port}/ws/feeds/{feed.uuid}/?key={feed.share_key}"
+        async with websockets.connect(url, ssl=insecure) as viewer:
+            return json.loads(await viewer.recv())
+
+    try:
+        redirect = fetch(f"http://127.0.0.1:{http_port}/feeds/{feed.uuid}/")
+        health = fetch(f"https://127.0.0.1:{https_port}/healthz", context=insecure)
+        hello = asyncio.run(wss_hello())
+    finally:
+        server.stop()
+    status, headers, _ = redirect
+    assert status == 301 and headers["Location"] == f"https://127.0.0.1/feeds/{feed.uuid}/"
+    assert health[0] == 200
+    assert hello["type"] == "hello" and hello["feed"]["uuid"] == str(feed.uuid)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [({}, "no issues"), ({"SECURE_HSTS_SECONDS": "0"}, "security.W004")],
+    ids=["production", "without-hsts"],
+)
+def test_check_deploy_is_clean_under_production_settings(override, expected):
+    """The documented production environment (.env.example) with a real secret key."""
+    environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            environment[name] = value
+    environment.update(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        SERVE_STATIC="0",
+        **override,
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    output = result.stdout + result.stderr
+    assert expected in output, output
+    assert (result.returncode == 0) == (expected == "no issues"), output
