@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -10,12 +11,15 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from streamsite import metrics
 from streamsite.frames import encode, error_frame, websocket_frame
 from streamsite.presence import Presence
 
 __all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
+
+log = logging.getLogger(__name__)
 
 # Close code for a connection whose key, token or membership was revoked.
 CLOSE_ACCESS_REVOKED = 4403
@@ -80,6 +84,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await super().websocket_connect(message)
         except _Refused:
             pass
+        except DatabaseError as exc:
+            # The database is away: a clear "unavailable" (1011), not an HTTP 500.
+            log.warning("handshake of %s: database unavailable (%s)", self.scope["path"], exc)
+            await self.close_unavailable()
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
         """Accept, unless the signed-in user already holds MAX_CONNECTIONS_PER_USER sockets."""

@@ -11,12 +11,16 @@ so that a share key can be limited to the sites its owner listed.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
 from django.http.request import validate_host
+
+log = logging.getLogger(__name__)
 
 
 def trusted_hosts() -> list[str]:
@@ -83,4 +87,10 @@ class OriginGate:
         ):
             scope["user"] = AnonymousUser()
             return await self.without_session(scope, receive, send)
-        return await self.app(scope, receive, send)
+        try:
+            return await self.app(scope, receive, send)
+        except DatabaseError as exc:
+            # Loading the session needs the database: refuse the handshake
+            # instead of answering 500 (consumers handle later outages themselves).
+            log.warning("handshake of %s: database unavailable (%s)", scope.get("path"), exc)
+            await send({"type": "websocket.close", "code": 1011})

@@ -8,7 +8,7 @@ from subprocess import Popen
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from streams.models import Producer
 from streams.producers import LOOPS
@@ -133,10 +133,15 @@ class Command(BaseCommand):
         next_reconcile = 0.0
         try:
             while not stop.is_set():
-                if time.monotonic() >= next_reconcile:
-                    supervisor.reconcile(supervisor.wanted())
-                    next_reconcile = time.monotonic() + RECONCILE_SECONDS
-                supervisor.tick()
+                try:
+                    if time.monotonic() >= next_reconcile:
+                        supervisor.reconcile(supervisor.wanted())
+                        next_reconcile = time.monotonic() + RECONCILE_SECONDS
+                    supervisor.tick()
+                except DatabaseError as exc:
+                    # Keep running what runs; the next pass asks the database again.
+                    self.stderr.write(f"database unavailable ({exc}); keeping current producers")
+                    close_old_connections()
                 stop.wait(POLL_SECONDS)
         finally:
             supervisor.stop_all()
