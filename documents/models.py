@@ -5,7 +5,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from tenants.models import Tenant
+from tenants.models import SharedByKey, Tenant
 
 # Rows per DocumentChunk. A page of the default 100 rows is then one indexed
 # read, and any page size at most two more; a 100,000-row upload is 1,000
@@ -13,7 +13,7 @@ from tenants.models import Tenant
 ROWS_PER_CHUNK = 100
 
 
-class Document(models.Model):
+class Document(SharedByKey):
     """An uploaded TSV file, shared live: everyone watching sees the same page.
 
     ``version``, ``current_page`` and ``state_seq`` change only under a row lock
@@ -36,20 +36,8 @@ class Document(models.Model):
         related_name="+",
     )
     uploaded_at = models.DateTimeField(default=timezone.now)
-    share_key = models.CharField(
-        max_length=64,
-        null=True,
-        blank=True,
-        unique=True,
-        help_text="Lets people without an account follow the document; revoke by clearing it.",
-    )
     share_can_steer = models.BooleanField(
         default=False, help_text="Holders of the share key may also turn pages and upload."
-    )
-    allowed_origins = models.TextField(
-        blank=True,
-        help_text="Other sites (one origin per line, e.g. https://example.org) whose pages "
-        "may open this document with its share key.",
     )
     current_page = models.PositiveIntegerField(default=1)
     state_seq = models.BigIntegerField(default=0)

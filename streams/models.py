@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from tenants.models import Tenant
+from tenants.models import SharedByKey, Tenant
 
 
 def default_retention() -> int:
@@ -18,7 +18,7 @@ class FeedKind(models.TextChoices):
     NUMERIC = "numeric", "Numeric"
 
 
-class Feed(models.Model):
+class Feed(SharedByKey):
     """A persisted stream of samples with running statistics.
 
     ``last_seq`` and ``stats`` are updated in the same transaction as the samples
@@ -35,18 +35,6 @@ class Feed(models.Model):
     )
     retention_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="If set, samples older than this are also dropped."
-    )
-    share_key = models.CharField(
-        max_length=64,
-        null=True,
-        blank=True,
-        unique=True,
-        help_text="Lets people without an account view the feed; revoke by clearing it.",
-    )
-    allowed_origins = models.TextField(
-        blank=True,
-        help_text="Other sites (one origin per line, e.g. https://example.org) whose pages "
-        "may open this feed with its share key.",
     )
     last_seq = models.BigIntegerField(default=0)
     stats = models.JSONField(default=dict, blank=True)

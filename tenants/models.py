@@ -81,3 +81,24 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_repr}"
+
+
+class SharedByKey(models.Model):
+    """A feed or document that can be opened with a share key, checked by
+    ``tenants.access.share_key_opens`` for both."""
+
+    share_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Lets people without an account open it (never the UUID); revocable.",
+    )
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text="Other sites (one origin per line, e.g. https://example.org) whose pages "
+        "may open it with its share key.",
+    )
+
+    class Meta:
+        abstract = True
