@@ -175,9 +175,13 @@ class FeedPublishConsumer(LiveConsumer):
             return "error", error_frame(exc.code, exc.message)
 
     async def disconnect(self, code: int) -> None:
-        # Frames already received are still written; there is just nobody to ack.
+        # Frames not yet handed to the writer are dropped: they were never
+        # acknowledged, so the client resends them, and a closed (or cut-off)
+        # publisher must not keep writing long after it is gone. A batch already
+        # being written completes.
         self._closing = True
         if hasattr(self, "_wake"):
+            self._queue.clear()
             self._wake.set()
         if self.watch is not None:
             await self.watch.stop()
