@@ -32,10 +32,6 @@ def _document(document_uuid: uuid_module.UUID | str) -> Document | None:
         return None
 
 
-def _key_opens(document: Document, key: str | None, foreign_origin: str | None) -> bool:
-    return share_key_opens(document, key, foreign_origin)
-
-
 def _member_may(user, document: Document, roles: frozenset, foreign_origin: str | None) -> bool:
     return not foreign_origin and role_in(user, document.tenant_id) in roles
 
@@ -53,7 +49,7 @@ def document_for_viewer(
         return None
     if _member_may(user, document, VIEW_ROLES, foreign_origin):
         return document
-    if _key_opens(document, key, foreign_origin):
+    if share_key_opens(document, key, foreign_origin):
         return document
     return None
 
@@ -71,7 +67,7 @@ def document_for_steerer(
         return None
     if _member_may(user, document, PUBLISH_ROLES, foreign_origin):
         return document
-    if document.share_can_steer and _key_opens(document, key, foreign_origin):
+    if document.share_can_steer and share_key_opens(document, key, foreign_origin):
         return document
     return None
 

@@ -11,7 +11,6 @@ import re
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
@@ -22,6 +21,7 @@ from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
 from documents.tsv import TSVError, export_tsv
 from tenants.access import PUBLISH_ROLES, tenants_where
+from tenants.views import not_found_or_sign_in
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -99,9 +99,7 @@ def document_detail(request: HttpRequest, document_uuid) -> HttpResponse:
     key = request.GET.get("key")
     document = access.document_for_viewer(request.user, document_uuid, key=key)
     if document is None:
-        if not request.user.is_authenticated and not key:
-            return redirect_to_login(request.get_full_path())
-        raise Http404("No such document.")
+        return not_found_or_sign_in(request, key=key, what="document")
     return _detail(request, document, key=key, upload_form=UploadForm())
 
 
@@ -182,9 +180,7 @@ def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
     key = request.GET.get("key")
     document = access.document_for_viewer(request.user, document_uuid, key=key)
     if document is None:
-        if not request.user.is_authenticated and not key:
-            return redirect_to_login(request.get_full_path())
-        raise Http404("No such document.")
+        return not_found_or_sign_in(request, key=key, what="document")
     document, rows = selectors.document_export(document.pk)
     response = HttpResponse(
         export_tsv(document.columns, rows).encode(),

@@ -155,12 +155,6 @@ def _normal_quantile(p: float) -> float:
     return (lo + hi) / 2.0
 
 
-def beta_pdf(x: float, a: float, b: float) -> float:
-    if x <= 0.0 or x >= 1.0:
-        return 0.0
-    return math.exp((a - 1) * math.log(x) + (b - 1) * math.log1p(-x) - _log_beta(a, b))
-
-
 @dataclass
 class BinaryStats:
     """Beta(2, 2)-prior posterior of a stream of 0/1 samples."""

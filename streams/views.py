@@ -4,7 +4,6 @@ import json
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -16,6 +15,7 @@ from streams.events import sample_frame
 from streams.viewer import FeedViewer, parse_since
 from streamsite.control import AccessWatch, Credential
 from tenants.access import tenants_of
+from tenants.views import not_found_or_sign_in
 
 RECENT_ON_PAGE = 200
 # An SSE client this many frames behind is dropped; it resumes with Last-Event-ID.
@@ -36,9 +36,7 @@ def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
     key = request.GET.get("key")
     feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
     if feed is None:
-        if not request.user.is_authenticated and not key:
-            return redirect_to_login(request.get_full_path())
-        raise Http404("No such feed.")
+        return not_found_or_sign_in(request, key=key, what="feed")
     recent = [
         sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
     ]
