@@ -49,6 +49,14 @@ def _feed_uuid(config: dict[str, Any], name: str) -> str:
         raise ConfigError(f"{name} must be a feed UUID, got {config.get(name)!r}") from None
 
 
+# Config fields that name another feed (of the same tenant), by kind.
+FEED_FIELDS: dict[str, tuple[str, ...]] = {
+    ProducerKind.CLOCK: ("ack_feed",),
+    ProducerKind.IOPIN: ("source",),
+    ProducerKind.BUZZER: ("source",),
+}
+
+
 def validate_config(kind: str, config: dict[str, Any] | None) -> dict[str, Any]:
     """The producer's config with defaults filled in; ConfigError names a bad field."""
     config = dict(config or {})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import QuerySet
 
 from streams import events
@@ -35,3 +37,26 @@ def oldest_seq(feed_id: int) -> int | None:
 def recent_samples(feed_id: int, *, limit: int) -> list[Sample]:
     rows = Sample.objects.filter(feed_id=feed_id).order_by("-seq")[:limit]
     return list(reversed(rows))
+
+
+class FeedNotFound(LookupError):
+    """No single feed of the tenant matches; the message says why (for the command line)."""
+
+
+def feed_by_reference(tenant, ref: str) -> Feed:
+    """A feed of ``tenant`` named by UUID or by name (names need not be unique: an
+    ambiguous one is refused, listing the candidates' UUIDs)."""
+    feeds = Feed.objects.filter(tenant=tenant)
+    try:
+        return feeds.get(uuid=uuid.UUID(ref))
+    except (ValueError, Feed.DoesNotExist):
+        pass
+    matches = list(feeds.filter(name=ref).order_by("pk")[:5])
+    if not matches:
+        raise FeedNotFound(f"No feed {ref!r} in tenant {tenant.slug!r}.")
+    if len(matches) > 1:
+        uuids = ", ".join(str(feed.uuid) for feed in matches)
+        raise FeedNotFound(
+            f"Several feeds of {tenant.slug!r} are named {ref!r}; use a UUID: {uuids}"
+        )
+    return matches[0]

@@ -110,6 +110,27 @@ def publish_many(
         _publisher().put(messages, also)
 
 
+def live_events_problem(*, ping: bool = True) -> str | None:
+    """Why this process cannot send live events, in one line; None when it can.
+
+    For commands: in a checkout whose ``make run`` is not running there is no
+    Redis at all (settings.REDIS_URL_ORIGIN "none", see streamsite/checkout.py);
+    with ``ping``, a configured Redis that does not answer counts too.
+    """
+    if settings.REDIS_URL_ORIGIN == "none":
+        return (
+            "live events need the private Redis of `make run`, which is not running in "
+            "this checkout: start `make run` in another shell, or set REDIS_URL"
+        )
+    if ping:
+        try:
+            sync_client().ping()
+        except redis.RedisError as exc:
+            where = settings.REDIS_URL.rsplit("@", 1)[-1]  # never a password
+            return f"Redis ({where}) does not answer: {exc}"
+    return None
+
+
 def flush(timeout: float = 5.0) -> bool:
     """Wait until everything queued has been sent (producer commands call this on exit)."""
     publisher = _the_publisher

@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from streamsite.checkout import recorded_redis_url
 from streamsite.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -116,8 +117,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
-# Redis carries the live events between processes (groups keyed by UUID).
-REDIS_URL = env_str("REDIS_URL") or "redis://127.0.0.1:6379/0"
+# Redis carries the live events between processes (groups keyed by UUID). A
+# deployment names it; in a checkout with DEBUG on it is the private Redis that
+# `make run` records (streamsite/checkout.py), and none at all while `make run`
+# is not running: never whatever else listens on 127.0.0.1:6379.
+if env_str("REDIS_URL"):
+    REDIS_URL, REDIS_URL_ORIGIN = env_str("REDIS_URL"), "environment"
+elif DEBUG:
+    REDIS_URL = recorded_redis_url() or f"unix://{VAR_DIR / 'redis' / 'not-running.sock'}"
+    REDIS_URL_ORIGIN = "make run" if recorded_redis_url() else "none"
+else:
+    REDIS_URL, REDIS_URL_ORIGIN = "redis://127.0.0.1:6379/0", "default"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

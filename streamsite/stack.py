@@ -2,7 +2,9 @@
 
 Starts a private Redis when REDIS_URL is not set, migrates, loads the demo
 tenant, then runs Daphne and every enabled producer until Ctrl-C, and stops
-everything it started.
+everything it started. While it runs, the Redis it uses is recorded in
+``var/redis/url``, so that ``python manage.py ...`` in another shell of the
+checkout reaches the same Redis (streamsite/checkout.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from streamsite.checkout import apply_development_defaults, forget_redis_url, record_redis_url
 from streamsite.redisproc import ensure_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,15 +27,31 @@ def manage(*args: str) -> list[str]:
 
 
 def main() -> int:
-    os.environ.setdefault("DEBUG", "1")
+    apply_development_defaults()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
-    port = os.environ.get("PORT", "8000")
-    host = os.environ.get("HOST", "127.0.0.1")
     redis = ensure_redis_url()
     if redis is not None:
         print(f"Started a private Redis at {redis.url}")
+    redis_url = os.environ["REDIS_URL"]
+    record_redis_url(redis_url)
+    try:
+        return run_service()
+    finally:
+        forget_redis_url(redis_url)
+        if redis is not None:
+            redis.stop()
+
+
+def run_service() -> int:
+    port = os.environ.get("PORT", "8000")
+    host = os.environ.get("HOST", "127.0.0.1")
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), check=True)
-    demo = subprocess.run(manage("loaddemo"), check=True, capture_output=True, text=True)
+    demo = subprocess.run(
+        manage("loaddemo", "--base-url", f"http://{host}:{port}"),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
     children = [
         subprocess.Popen(
@@ -52,7 +71,7 @@ def main() -> int:
     print()
     print(f"Streamsite is running at http://{host}:{port}/")
     print(demo.stdout.strip())
-    print("Press Ctrl-C to stop.")
+    print("It runs every enabled producer (no need for runproducers); Ctrl-C stops it all.")
     print()
     try:
         while not stopping and all(child.poll() is None for child in children):
@@ -66,8 +85,6 @@ def main() -> int:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
-        if redis is not None:
-            redis.stop()
     print("Stopped.")
     return 0 if stopping else 1
 

@@ -52,7 +52,7 @@ class TenantAddForm(forms.ModelForm):
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     tenant_field = ""
-    list_display = ["slug", "name", "members", "created_at"]
+    list_display = ["slug", "name", "member_count_link", "created_at"]
     search_fields = ["slug", "name"]
 
     def get_queryset(self, request):
@@ -71,8 +71,9 @@ class TenantAdmin(TenantScopedAdmin):
             kwargs["form"] = TenantAddForm
         return super().get_form(request, obj, **kwargs)
 
+    # Not named "members": list_display would show the model's M2M field of that name.
     @admin.display(description="members", ordering="member_count")
-    def members(self, tenant: Tenant) -> str:
+    def member_count_link(self, tenant: Tenant) -> str:
         url = reverse("admin:tenants_membership_changelist") + f"?tenant__id__exact={tenant.pk}"
         return format_html('<a href="{}">{}</a>', url, tenant.member_count)
 

@@ -87,3 +87,14 @@ def test_http_publish_refuses_a_wrong_token(client, acme_feed, globex_feed):
     for token in [None, "sst_nope", globex_feed.token]:
         assert publish(client, acme_feed.feed, {"value": 1}, token).status_code == 403
     assert not Sample.objects.exists()
+
+
+def test_http_publish_without_the_trailing_slash_is_the_same_api(client, acme_feed):
+    url = reverse("feed-publish", args=[acme_feed.feed.uuid]).rstrip("/")
+    response = client.post(
+        url,
+        data=json.dumps({"value": 1}),
+        content_type="application/json",
+        headers={"authorization": f"Bearer {acme_feed.token}"},
+    )
+    assert response.status_code == 200 and response.json()["seq"] == 1

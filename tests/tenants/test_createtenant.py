@@ -39,3 +39,17 @@ def test_tenant_creation_is_audited(world):
     call_command("createtenant", "second", "--owner", "alice")
     entry = AuditEntry.objects.get(action="tenant.created", tenant__slug="second")
     assert entry.actor is None and entry.details == {"owner": "alice"}
+
+
+def test_a_slug_that_is_not_one_is_refused_and_nothing_is_created(db):
+    with pytest.raises(CommandError, match="not a slug"):
+        call_command("createtenant", "Bad Slug!", "--owner", "peter")
+    assert not get_user_model().objects.filter(username="peter").exists()
+
+
+def test_new_owner_without_a_given_password_gets_one_that_signs_in(monkeypatch, capsys):
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    call_command("createtenant", "initech", "--owner", "peter")
+    printed = capsys.readouterr().out
+    password = printed.split("with password ", 1)[1].split(" ", 1)[0]
+    assert get_user_model().objects.get(username="peter").check_password(password)

@@ -13,6 +13,7 @@ from documents.services import (
     document_share_set,
 )
 from documents.tsv import TSVError
+from streamsite.hub import live_events_problem
 from tenants.models import Tenant
 
 
@@ -36,6 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON only")
 
     def handle(self, *args, **o):
+        # Checked before anything is written: viewers of a replaced document
+        # must hear of the new version, so with no Redis nothing is imported.
+        if problem := live_events_problem():
+            raise CommandError(problem)
         tenant = Tenant.objects.filter(slug=o["tenant"]).first()
         if tenant is None:
             raise CommandError(f"No tenant {o['tenant']!r}.")

@@ -3,8 +3,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from streams.management.producerconfig import config_from_option
 from streams.models import FeedKind, ProducerKind
-from streams.producers import ConfigError, validate_config
 from streams.services import feed_create, producer_create
 from tenants.models import Tenant
 
@@ -21,7 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--kind", choices=FeedKind.values, default=FeedKind.BINARY)
         parser.add_argument("--share", action="store_true", help="give it a share key")
         parser.add_argument("--producer", choices=ProducerKind.values, help="producer kind")
-        parser.add_argument("--config", default="{}", help="producer config as JSON")
+        parser.add_argument(
+            "--config",
+            default="{}",
+            help="producer config as JSON; source / ack_feed may name a feed of the tenant",
+        )
         parser.add_argument("--count", type=int, default=1, help="create this many feeds")
         parser.add_argument("--json", action="store_true", help="print JSON only")
 
@@ -33,10 +37,7 @@ class Command(BaseCommand):
             raise CommandError("--count must be at least 1.")
         config = None
         if o["producer"]:
-            try:
-                config = validate_config(o["producer"], json.loads(o["config"]))
-            except (ConfigError, ValueError) as exc:
-                raise CommandError(f"Bad producer config: {exc}") from exc
+            config = config_from_option(tenant, o["producer"], o["config"])
         for index in range(1, o["count"] + 1):
             name = o["name"] if o["count"] == 1 else f"{o['name']}-{index}"
             with transaction.atomic():

@@ -7,12 +7,12 @@ from pathlib import Path
 from subprocess import Popen
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
 from streams.models import Producer
 from streams.producers import LOOPS
-from streamsite import metrics
+from streamsite import hub, metrics
 
 POLL_SECONDS = 1.0
 RECONCILE_SECONDS = 2.0
@@ -126,6 +126,8 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
+        if problem := hub.live_events_problem(ping=False):  # see runproducer
+            raise CommandError(problem)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,4 +1,9 @@
+import os
+import secrets
+
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
 from django.db import IntegrityError
 
 from tenants.models import Tenant
@@ -8,7 +13,7 @@ from tenants.services import tenant_create, user_allow_admin, user_get_or_create
 class Command(BaseCommand):
     help = (
         "Create a tenant and make USERNAME its owner. A missing user is created with the "
-        "password from DJANGO_SUPERUSER_PASSWORD (as createsuperuser --noinput does)."
+        "password from DJANGO_SUPERUSER_PASSWORD, else a new random one, printed once."
     )
 
     def add_arguments(self, parser):
@@ -22,18 +27,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, slug: str, owner: str, name: str, staff: bool, **options):
+        try:
+            validate_slug(slug)
+        except ValidationError:
+            raise CommandError(
+                f"{slug!r} is not a slug: use letters, digits, hyphens and underscores."
+            ) from None
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"Tenant {slug!r} already exists.")
-        user, created = user_get_or_create(username=owner)
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
+        user, created = user_get_or_create(username=owner, password=password)
         try:
             tenant = tenant_create(slug=slug, name=name, owner=user)
         except IntegrityError as exc:
             raise CommandError(f"Could not create tenant {slug!r}: {exc}") from exc
         if staff:
             user_allow_admin(user=user)
-        if created and not user.has_usable_password():
-            self.stderr.write(
-                f"User {owner!r} was created without a password "
-                "(set DJANGO_SUPERUSER_PASSWORD to give one)."
-            )
+        if created and not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+            self.stdout.write(f"Created user {owner} with password {password} (shown only once).")
         self.stdout.write(f"Created tenant {tenant.slug} owned by {user.get_username()}.")
