@@ -38,7 +38,7 @@ HTTP_ROUTES = http_object_routes()
 WEBSOCKET_ROUTES = websocket_object_routes()
 METHODS = ["GET", "POST"]
 # Pages anyone may open; every other page without an object needs an account.
-PUBLIC_PATHS = {"/accounts/login/", "/accounts/logout/", "/healthz", "/metrics"}
+PUBLIC_PATHS = {"/accounts/login/", "/accounts/logout/", "/healthz", "/metrics", "/favicon.ico"}
 ACCOUNT_ROUTES = [r for r in http_routes() if not r.parameters and str(r) not in PUBLIC_PATHS]
 
 cookie_for = database_sync_to_async(session_cookie_for)

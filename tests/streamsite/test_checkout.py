@@ -75,3 +75,11 @@ def test_a_second_shell_reaches_the_redis_make_run_recorded(world, tmp_path):
     assert done.returncode == 0, done.stderr
     assert heard and heard[0].get("type") == "message", "the open viewers heard nothing"
     subscriber.close()
+
+
+def test_favicon_ico_leads_to_the_sites_icon(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
+    assert "<svg" in open(finders.find("favicon.svg")).read()

@@ -205,3 +205,10 @@ def test_audit_log_filters_by_action(world, staff_client):
     alice = staff_client(world.alice)
     url = reverse("admin:tenants_auditentry_changelist") + "?action=membership.added"
     assert {e.action for e in shown(alice.get(url))} == {"membership.added"}
+
+
+def test_tenant_list_shows_member_counts_not_the_m2m_field(world, staff_client):
+    page = staff_client(world.alice).get(reverse("admin:tenants_tenant_changelist"))
+    text = page.content.decode()
+    assert "auth.User.None" not in text
+    assert f"?tenant__id__exact={world.acme.pk}" in text
