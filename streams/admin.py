@@ -15,6 +15,7 @@ from typing import Any
 import redis
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +24,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from streams.events import feed_group
-from streams.models import Feed, Producer
+from streams.models import Feed, Producer, ProducerKind
 from streams.producers import LOOPS, ConfigError, validate_config
 from streams.services import (
     FEED_SETTINGS,
@@ -46,6 +47,7 @@ from tenants.admin_base import (
     adopt,
     ago,
     object_action,
+    owned_tenant_ids,
     show_secret_once,
 )
 
@@ -136,59 +138,164 @@ class FeedAdmin(WatchingAdmin, ShareKeyAdmin):
             show_secret_once(request, f"Share link for {feed}:", link)
 
 
-CONFIG_HELP = (
-    "JSON. bernoulli: p, interval_ms; randomwalk: step, start, interval_ms; clock: "
-    "interval_ms, count, ack_feed; iopin: source, chance; buzzer: source (feed UUIDs of the "
-    "same tenant); external: nothing. A running producer takes a change when it next starts "
-    "(disable and enable it to restart it now)."
+class FeedChoiceField(forms.ModelChoiceField):
+    """A feed picker that tells apart feeds of the same name: name, tenant and UUID."""
+
+    def label_from_instance(self, feed: Feed) -> str:
+        return f"{feed.name} · {feed.tenant.slug} · {feed.uuid}"
+
+
+def _interval(initial: int) -> forms.IntegerField:
+    return forms.IntegerField(
+        label="interval (ms)", min_value=1, max_value=3_600_000, initial=initial,
+        help_text="Milliseconds between two samples.",
+    )  # fmt: skip
+
+
+def _chance(label: str, initial: float, help_text: str) -> forms.FloatField:
+    return forms.FloatField(
+        label=label, min_value=0.0, max_value=1.0, initial=initial, help_text=help_text
+    )
+
+
+def config_fields(kind: str, feeds: models.QuerySet[Feed]) -> dict[str, forms.Field]:
+    """The typed form fields of a producer kind's config (streams.producers.validate_config
+    checks the same ranges). Feed fields pick among ``feeds`` and store the UUID."""
+    if kind == ProducerKind.BERNOULLI:
+        return {
+            "p": _chance("p", 0.72, "Chance of a 1 in each sample."),
+            "interval_ms": _interval(100),
+        }
+    if kind == ProducerKind.RANDOM_WALK:
+        return {
+            "step": forms.FloatField(min_value=0.0, max_value=1e12, initial=1.0,
+                                     help_text="Standard deviation of each step."),
+            "start": forms.FloatField(min_value=-1e12, max_value=1e12, initial=0.0,
+                                      help_text="The first value."),
+            "interval_ms": _interval(100),
+        }  # fmt: skip
+    if kind == ProducerKind.CLOCK:
+        return {
+            "interval_ms": _interval(1000),
+            "count": forms.IntegerField(min_value=0, initial=0,
+                                        help_text="Ticks before it finishes; 0: forever."),
+            "ack_feed": FeedChoiceField(feeds, required=False, label="acknowledged by",
+                                        help_text="Wait after each tick until this feed (the pin) "
+                                        "publishes a sample for it. Optional."),
+            "ack_timeout_ms": forms.IntegerField(label="acknowledgement timeout (ms)",
+                                                 min_value=1, max_value=3_600_000, initial=5000),
+        }  # fmt: skip
+    if kind == ProducerKind.IOPIN:
+        return {
+            "source": FeedChoiceField(feeds, help_text="The clock whose ticks it answers."),
+            "chance": _chance("chance", 0.5, "Chance that the pin toggles on a tick."),
+        }
+    if kind == ProducerKind.BUZZER:
+        return {"source": FeedChoiceField(feeds, help_text="The pin it listens to.")}
+    return {}  # external: a token, no config
+
+
+def config_field_names(kind: str) -> list[str]:
+    return list(config_fields(kind, Feed.objects.none()))
+
+
+class ProducerConfigForm(forms.ModelForm):
+    """A producer form with the typed fields of one kind; ``clean`` makes them ``config``.
+
+    ProducerAdmin.get_form derives a class per request (``for_kind``): the
+    kind's fields, offering ``feeds`` (those of the tenants the user manages).
+    """
+
+    config_kind: str = ProducerKind.EXTERNAL
+    feeds: models.QuerySet[Feed] = Feed.objects.none()
+
+    @classmethod
+    def for_kind(cls, kind: str, feeds: models.QuerySet[Feed]) -> type[ProducerConfigForm]:
+        attrs = {**config_fields(kind, feeds), "config_kind": kind, "feeds": feeds}
+        return type(f"{cls.__name__}_{kind}", (cls,), attrs)
+
+    def tenant_id(self) -> int | None:
+        raise NotImplementedError
+
+    def clean(self):
+        cleaned = super().clean()
+        config: dict[str, Any] = {}
+        for name in config_field_names(self.config_kind):
+            value = cleaned.get(name)
+            if isinstance(value, Feed):
+                if value.tenant_id != self.tenant_id():
+                    self.add_error(name, "Pick a feed of the producer's own tenant.")
+                value = str(value.uuid)
+            if value is not None:
+                config[name] = value
+        try:
+            cleaned["config"] = validate_config(self.config_kind, config)
+        except ConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
+
+KIND_HELP = (
+    "The fields below are this kind's settings; to make another kind, pick it here: {links}. "
+    "A running producer takes a change when it next starts (disable and enable it to "
+    "restart it now)."
 )
 
 
-def _clean_config(kind: str, config: Any, tenant_id: int) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        raise forms.ValidationError({"config": "The config must be a JSON object."})
-    try:
-        config = validate_config(kind, config)
-    except ConfigError as exc:
-        raise forms.ValidationError({"config": str(exc)}) from None
-    for name in ("source", "ack_feed"):
-        if (
-            config.get(name)
-            and not Feed.objects.filter(uuid=config[name], tenant_id=tenant_id).exists()
-        ):
-            raise forms.ValidationError({"config": f"{name}: no such feed in this tenant."})
-    return config
-
-
-class ProducerAddForm(forms.ModelForm):
+class ProducerAddForm(ProducerConfigForm):
     class Meta:
         model = Producer
-        fields = ["feed", "name", "kind", "config", "enabled"]
-        help_texts = {"config": CONFIG_HELP}
+        fields = ["feed", "name", "kind", "enabled"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["name"].required = False
         self.fields["name"].help_text = "Default: '<kind> for <feed>'."
+        self.fields["kind"].initial = self.config_kind
+        links = format_html_join(
+            ", ", '<a href="?kind={0}">{0}</a>', ((kind,) for kind in ProducerKind.values)
+        )
+        self.fields["kind"].help_text = format_html(KIND_HELP, links=links)
+        # Another kind has other fields: reload the page with it.
+        self.fields["kind"].widget.attrs["onchange"] = (
+            "location.search = '?kind=' + encodeURIComponent(this.value)"
+        )
 
-    def clean(self):
-        cleaned = super().clean()
-        feed, kind = cleaned.get("feed"), cleaned.get("kind")
-        if feed is not None and kind:
-            cleaned["config"] = _clean_config(kind, cleaned.get("config"), feed.tenant_id)
-        return cleaned
+    def clean_kind(self):
+        kind = self.cleaned_data["kind"]
+        if kind != self.config_kind:
+            raise forms.ValidationError("The kind changed: fill in its settings below.")
+        return kind
+
+    def tenant_id(self) -> int | None:
+        feed = self.cleaned_data.get("feed")
+        return feed.tenant_id if feed is not None else None
 
 
-class ProducerChangeForm(forms.ModelForm):
+class ProducerChangeForm(ProducerConfigForm):
     class Meta:
         model = Producer
-        fields = ["name", "config"]
-        help_texts = {"config": CONFIG_HELP}
+        fields = ["name"]
 
-    def clean_config(self):
-        return _clean_config(
-            self.instance.kind, self.cleaned_data.get("config"), self.instance.tenant_id
-        )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.instance.config or {}
+        for name in config_field_names(self.config_kind):
+            if name not in config:
+                continue
+            if isinstance(self.fields[name], FeedChoiceField):
+                self.initial[name] = self.feeds.filter(uuid=config[name]).first()
+            else:
+                self.initial[name] = config[name]
+
+    def tenant_id(self) -> int | None:
+        return self.instance.tenant_id
+
+
+def requested_kind(request: HttpRequest) -> str:
+    """The kind a new producer's form is for: the one posted, else ``?kind=``, else bernoulli."""
+    raw = request.POST.get("kind") or request.GET.get("kind")
+    return raw if raw in ProducerKind.values else ProducerKind.BERNOULLI
 
 
 def producer_state(producer: Producer) -> str:
@@ -220,18 +327,32 @@ class ProducerAdmin(ObjectActionsAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["feed", "name", "kind", "config", "enabled"]
+            return ["feed", "name", "kind", *config_field_names(requested_kind(request)), "enabled"]
         return [
             "name", "tenant", "feed", "kind", "uuid", "enabled", "state", "last_seen",
-            "samples_per_minute", "token", "config", "created_at",
+            "samples_per_minute", "token", *config_field_names(obj.kind), "created_at",
         ]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
 
     def get_form(self, request, obj=None, **kwargs):
-        kwargs["form"] = ProducerAddForm if obj is None else ProducerChangeForm
+        feeds = self.scoped_feeds(request)
+        if obj is None:
+            kwargs["form"] = ProducerAddForm.for_kind(requested_kind(request), feeds)
+        else:
+            kwargs["form"] = ProducerChangeForm.for_kind(obj.kind, feeds)
         return super().get_form(request, obj, **kwargs)
+
+    def scoped_feeds(self, request: HttpRequest) -> models.QuerySet[Feed]:
+        feeds = Feed.objects.select_related("tenant").order_by("tenant__slug", "name")
+        owned = owned_tenant_ids(request)
+        return feeds if owned is None else feeds.filter(tenant_id__in=owned)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "feed":
+            kwargs["form_class"] = FeedChoiceField
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # deleting is left out: revoke the token or disable it
@@ -261,15 +382,16 @@ class ProducerAdmin(ObjectActionsAdmin):
         return f"{producer.token_prefix}…" if producer.token_hash else "revoked"
 
     def save_model(self, request, obj, form, change):
+        config = form.cleaned_data["config"]
         if change:
             fresh = Producer.objects.select_related("tenant").get(pk=obj.pk)
-            producer_update(producer=fresh, name=obj.name, config=obj.config, actor=request.user)
+            producer_update(producer=fresh, name=obj.name, config=config, actor=request.user)
             return
         producer, token = producer_create(
             feed=obj.feed,
             kind=obj.kind,
             name=obj.name,
-            config=obj.config,
+            config=config,
             enabled=obj.enabled,
             actor=request.user,
         )

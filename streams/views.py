@@ -14,7 +14,8 @@ from streams.consumers import viewer_details
 from streams.events import sample_frame
 from streams.viewer import FeedViewer, parse_since
 from streamsite.control import AccessWatch, Credential
-from tenants.access import tenants_of
+from tenants.access import tenants_of, tenants_where
+from tenants.models import Role
 from tenants.views import not_found_or_sign_in
 
 RECENT_ON_PAGE = 200
@@ -26,8 +27,17 @@ SSE_KEEPALIVE_SECONDS = 15
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     feeds = selectors.feeds_for_user(request.user).order_by("tenant__slug", "name")
+    tenants = tenants_of(request.user)
+    owned = {tenant.pk for tenant in tenants_where(request.user, frozenset({Role.OWNER}))}
     return render(
-        request, "streams/dashboard.html", {"feeds": feeds, "tenants": tenants_of(request.user)}
+        request,
+        "streams/dashboard.html",
+        {
+            "feeds": feeds,
+            "tenants": tenants,
+            # Owners run their tenant from the console (tenants/admin_site.py).
+            "owned_tenants": [tenant for tenant in tenants if tenant.pk in owned],
+        },
     )
 
 

@@ -26,7 +26,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "tenants.adminconfig.ConsoleAdminConfig",  # django.contrib.admin, owners let in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 def owned_tenant_ids(request: HttpRequest) -> frozenset[int] | None:
     """The tenants this admin user may manage: None (all of them) for superusers.
 
-    Other active staff manage the tenants they own; staff who own none manage
-    nothing. Cached on the request: every permission check asks.
+    Any other active user manages the tenants they own (staff status or not:
+    tenants/admin_site.py lets owners in); one who owns none manages nothing.
+    Cached on the request: every permission check asks.
     """
     user = request.user
     if user.is_active and user.is_superuser:
@@ -53,7 +54,7 @@ def owned_tenant_ids(request: HttpRequest) -> frozenset[int] | None:
     cached = getattr(request, "_owned_tenant_ids", None)
     if cached is None:
         cached = frozenset()
-        if user.is_active and user.is_staff:
+        if user.is_active:
             cached = frozenset(
                 Membership.objects.filter(user_id=user.pk, role=Role.OWNER).values_list(
                     "tenant_id", flat=True

@@ -83,7 +83,7 @@ def test_feed_choices_of_a_new_producer_are_the_owners_feeds(
     assert list(form.fields["feed"].queryset) == [globex_feed.feed]
     response = charlie.post(
         reverse("admin:streams_producer_add"),
-        {"feed": acme_feed.feed.pk, "kind": "external", "config": "{}", "enabled": "on"},
+        {"feed": acme_feed.feed.pk, "kind": "external", "enabled": "on"},
     )
     assert "feed" in response.context["adminform"].form.errors
     assert Producer.objects.filter(feed=acme_feed.feed).count() == 1
@@ -117,7 +117,6 @@ def test_created_producer_shows_its_token_once(world, acme_feed, staff_client):
             "feed": acme_feed.feed.pk,
             "name": "sensor",
             "kind": "external",
-            "config": "{}",
             "enabled": "on",
             "_continue": "1",
         },
@@ -134,20 +133,56 @@ def test_created_producer_shows_its_token_once(world, acme_feed, staff_client):
 
 
 @pytest.mark.parametrize(
-    "kind, config, error",
+    "kind, fields, field, error",
     [
-        ("bernoulli", '{"p": 2}', "p must be a number"),
-        ("bernoulli", "[1, 2]", "must be a JSON object"),
-        ("iopin", '{"source": "not-a-uuid"}', "source must be a feed UUID"),
+        ("bernoulli", {"p": "2", "interval_ms": "100"}, "p", "less than or equal to 1"),
+        ("bernoulli", {"p": "0.5", "interval_ms": "0"}, "interval_ms", "greater than or equal"),
+        ("iopin", {"source": "999999", "chance": "0.5"}, "source", "Select a valid choice"),
     ],
 )
-def test_producer_config_is_validated(world, acme_feed, staff_client, kind, config, error):
+def test_producer_settings_are_typed_and_checked(
+    world, acme_feed, staff_client, kind, fields, field, error
+):
     alice = staff_client(world.alice)
     response = alice.post(
         reverse("admin:streams_producer_add"),
-        {"feed": acme_feed.feed.pk, "kind": kind, "config": config, "enabled": "on"},
+        {"feed": acme_feed.feed.pk, "kind": kind, "enabled": "on", **fields},
     )
-    assert error in str(response.context["adminform"].form.errors["config"])
+    assert error in str(response.context["adminform"].form.errors[field])
+    assert Producer.objects.count() == 1
+
+
+def test_each_kind_has_its_own_form_with_feed_pickers_showing_name_and_uuid(
+    world, acme_feed, globex_feed, staff_client
+):
+    alice = staff_client(world.alice)
+    form = (
+        alice.get(reverse("admin:streams_producer_add") + "?kind=clock").context["adminform"].form
+    )
+    assert {"interval_ms", "count", "ack_feed", "ack_timeout_ms"} <= set(form.fields)
+    assert "p" not in form.fields and "config" not in form.fields
+    choices = [label for _, label in form.fields["ack_feed"].choices]
+    assert f"coin · acme · {acme_feed.feed.uuid}" in choices
+    assert not any(str(globex_feed.feed.uuid) in label for label in choices)
+
+
+def test_the_chain_is_built_with_pickers(world, acme_feed, staff_client):
+    from streams.models import FeedKind
+    from streams.services import feed_create
+
+    alice = staff_client(world.alice)
+    clock = feed_create(tenant=world.acme, name="clock", kind=FeedKind.NUMERIC)
+    pin = feed_create(tenant=world.acme, name="pin")
+    add = reverse("admin:streams_producer_add")
+    for feed, kind, fields in (
+        (pin, "iopin", {"source": clock.pk, "chance": "0.5"}),
+        (clock, "clock", {"interval_ms": "500", "count": "0", "ack_feed": pin.pk,
+                          "ack_timeout_ms": "5000"}),
+    ):  # fmt: skip
+        response = alice.post(add, {"feed": feed.pk, "kind": kind, "enabled": "on", **fields})
+        assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Producer.objects.get(feed=pin).config["source"] == str(clock.uuid)
+    assert Producer.objects.get(feed=clock).config["ack_feed"] == str(pin.uuid)
 
 
 def test_a_listener_cannot_follow_another_tenants_feed(world, acme_feed, globex_feed, staff_client):
@@ -157,11 +192,12 @@ def test_a_listener_cannot_follow_another_tenants_feed(world, acme_feed, globex_
         {
             "feed": acme_feed.feed.pk,
             "kind": "iopin",
-            "config": f'{{"source": "{globex_feed.feed.uuid}"}}',
+            "source": globex_feed.feed.pk,
+            "chance": "0.5",
             "enabled": "on",
         },
     )
-    assert "no such feed in this tenant" in str(response.context["adminform"].form.errors)
+    assert "Select a valid choice" in str(response.context["adminform"].form.errors["source"])
 
 
 def test_rotating_a_token_shows_the_new_one_once_and_the_old_one_stops_working(
@@ -232,7 +268,7 @@ def test_producer_list_shows_status_last_seen_and_samples_per_minute(
 def test_editing_a_producer_goes_through_the_service(world, acme_feed, staff_client):
     alice = staff_client(world.alice)
     change = reverse("admin:streams_producer_change", args=[acme_feed.producer.pk])
-    response = alice.post(change, {"name": "coin flipper", "config": '{"p": 0.5}'})
+    response = alice.post(change, {"name": "coin flipper", "p": "0.5", "interval_ms": "100"})
     assert response.status_code == 302
     acme_feed.producer.refresh_from_db()
     assert acme_feed.producer.name == "coin flipper"
@@ -306,7 +342,7 @@ def test_no_token_or_share_key_reaches_the_audit_log_or_the_logs(
     secrets = [acme_feed.token, acme_feed.feed.share_key]
     created = alice.post(
         reverse("admin:streams_producer_add"),
-        {"feed": acme_feed.feed.pk, "kind": "external", "config": "{}", "enabled": "on"},
+        {"feed": acme_feed.feed.pk, "kind": "external", "enabled": "on"},
         follow=True,
     )
     secrets.append(secret_on(created))

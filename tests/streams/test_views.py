@@ -98,3 +98,14 @@ def test_http_publish_without_the_trailing_slash_is_the_same_api(client, acme_fe
         headers={"authorization": f"Bearer {acme_feed.token}"},
     )
     assert response.status_code == 200 and response.json()["seq"] == 1
+
+
+def test_dashboard_offers_owners_to_create_feeds_and_documents(client_of, world):
+    owner = client_of(world.alice).get(reverse("dashboard")).content.decode()
+    assert f"{reverse('admin:streams_feed_add')}?tenant={world.acme.pk}" in owner
+    assert f"{reverse('document-list')}#upload" in owner
+
+
+def test_dashboard_offers_viewers_no_console(client_of, world):
+    viewer = client_of(world.bob).get(reverse("dashboard")).content.decode()
+    assert reverse("admin:streams_feed_add") not in viewer

@@ -80,10 +80,30 @@ def test_staff_who_own_no_tenant_see_nothing(world, staff_client):
         assert bob.get(reverse(f"admin:tenants_{name}_changelist")).status_code == 403
 
 
-def test_people_who_are_not_staff_are_sent_to_sign_in(world, client):
-    client.force_login(world.alice)  # owner, but not staff
+def test_members_who_own_no_tenant_are_sent_to_sign_in(world, client):
+    client.force_login(world.bob)  # viewer in acme, not staff
     response = client.get(reverse("admin:tenants_membership_changelist"))
     assert response.status_code == 302 and "/admin/login/" in response.url
+
+
+def test_an_owner_without_staff_status_runs_their_own_tenant(world, client):
+    client.force_login(world.alice)  # owner of acme, not staff
+    members = client.get(reverse("admin:tenants_membership_changelist"))
+    assert members.status_code == 200
+    assert {m.tenant for m in members.context["cl"].result_list} == {world.acme}
+    globex = Membership.objects.get(tenant=world.globex)
+    url = reverse("admin:tenants_membership_change", args=[globex.pk])
+    assert client.get(url).status_code == 404  # the stranger's tenant stays out of sight
+
+
+def test_owners_sign_in_to_the_console_and_viewers_are_refused(world, client):
+    from tests.conftest import PASSWORD
+
+    login = reverse("admin:login")
+    refused = client.post(login, {"username": "bob", "password": PASSWORD})
+    assert refused.status_code == 200 and not refused.wsgi_request.user.is_authenticated
+    allowed = client.post(login, {"username": "alice", "password": PASSWORD})
+    assert allowed.status_code == 302
 
 
 def test_tenant_choices_are_limited_to_the_owners_tenants(world, staff_client):
