@@ -8,6 +8,7 @@ import math
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -15,7 +16,12 @@ from django.db import DataError, IntegrityError, connection, transaction
 
 from streams import events
 from streams.models import Feed, FeedKind, Producer, Sample
-from streams.stats import NUMERIC_VALUE_LIMIT, Accumulator, accumulator_for
+from streams.stats import (
+    NUMERIC_VALUE_LIMIT,
+    NUMERIC_VALUE_LIMIT_TEXT,
+    Accumulator,
+    accumulator_for,
+)
 from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants.models import Tenant
@@ -28,7 +34,6 @@ MAX_VALUES_PER_FRAME = 1000
 # year 5138: a timestamp in milliseconds (1.7e12) is refused, not stored as a
 # date fifty thousand years ahead.
 MAX_TS = 1e11
-_LIMIT_TEXT = f"{NUMERIC_VALUE_LIMIT:g}".replace("+", "")  # "1e100"
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,8 @@ def _timestamp(raw: Any) -> float:
     if not 0.0 <= ts <= MAX_TS:
         raise SampleRejected(
             "bad_value",
-            f'"ts" must be Unix seconds from 0 to {MAX_TS:.0f} (milliseconds are 1000 times too large)',
+            f'"ts" must be Unix seconds from 0 to {MAX_TS:.0e}'.replace("e+", "e")
+            + " (milliseconds are 1000 times too large)",
         )
     return ts
 
@@ -90,7 +96,7 @@ def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float |
         if not -NUMERIC_VALUE_LIMIT <= value <= NUMERIC_VALUE_LIMIT:
             raise SampleRejected(
                 "bad_value",
-                f"value must be between -{_LIMIT_TEXT} and {_LIMIT_TEXT}"
+                f"value must be between -{NUMERIC_VALUE_LIMIT_TEXT} and {NUMERIC_VALUE_LIMIT_TEXT}"
                 " (beyond that a feed's variance could overflow)",
             )
         inputs.append((value, ts))
@@ -297,6 +303,87 @@ def _prune(feed: Feed, now: float) -> None:
     Sample.objects.filter(feed_id=feed.pk, seq__lte=feed.last_seq - feed.retention_count).delete()
     if feed.retention_seconds:
         Sample.objects.filter(feed_id=feed.pk, ts__lt=now - feed.retention_seconds).delete()
+
+
+@dataclass
+class StatsRecomputed:
+    """What ``feed_stats_recompute`` did: ``stats`` is the feed's new state."""
+
+    samples: int  # retained samples read, in seq order
+    excluded: int  # samples left out: values a feed no longer accepts
+    first_excluded: list[int]  # the seqs of the first few of them
+    stats: dict[str, Any]
+    previous_problem: str | None  # why the old state was unusable, if it was
+
+
+RECOMPUTE_CHUNK = 2000
+
+
+def feed_stats_recompute(
+    *, feed: Feed, chunk_size: int = RECOMPUTE_CHUNK, actor: AbstractBaseUser | None = None
+) -> StatsRecomputed:
+    """Rebuild a feed's statistics from its retained samples, in seq order: the
+    feed's state and every sample's ``stats_json``.
+
+    ``chunk_size`` samples per transaction, each under the feed's row lock:
+    memory stays bounded, and publishers to this feed (and the ingest batches
+    they share with other feeds) wait for one chunk at most, never for the
+    whole feed. The chunk that finds no sample after it, under the lock, also
+    writes the feed's state, so samples published meanwhile are counted too
+    (their ``stats_json`` is rewritten with the others) and numbering is
+    untouched. Pruned samples are gone, so the result covers the retained ones
+    only. A stored value the feed would refuse today (outside
+    ±NUMERIC_VALUE_LIMIT, or not 0/1 on a binary feed) stays stored but is left
+    out of the statistics: its ``stats_json`` repeats the statistics before it.
+    """
+    accumulator = accumulator_for(feed.kind, None)
+    after, read, excluded, first_excluded = 0, 0, 0, []
+    while True:
+        with transaction.atomic():
+            locked = Feed.objects.select_for_update().only("pk", "kind", "stats").get(pk=feed.pk)
+            chunk = list(
+                Sample.objects.filter(feed_id=feed.pk, seq__gt=after)
+                .order_by("seq")
+                .values_list("pk", "seq", "value")[:chunk_size]
+            )
+            rewritten = []
+            for pk, seq, value in chunk:
+                trial = accumulator.copy()
+                try:
+                    trial.add(value)
+                    stats_json = encode(trial.summary())
+                    accumulator = trial
+                except (ValueError, ArithmeticError):
+                    excluded += 1
+                    if len(first_excluded) < 10:
+                        first_excluded.append(seq)
+                    stats_json = encode(accumulator.summary())
+                rewritten.append((stats_json, pk))
+            if rewritten:
+                with connection.cursor() as cursor:
+                    cursor.executemany(_UPDATE_SAMPLE_STATS, rewritten)
+            read += len(chunk)
+            if len(chunk) == chunk_size:
+                after = chunk[-1][1]
+                continue
+            try:
+                previous_problem = accumulator_for(locked.kind, locked.stats).problem()
+            except (ValueError, TypeError) as exc:
+                previous_problem = f"unreadable: {exc}"
+            state = accumulator.state()
+            Feed.objects.filter(pk=feed.pk).update(stats=state)
+            audit_record(
+                actor=actor,
+                tenant=feed.tenant,
+                action="feed.stats_recomputed",
+                target=feed,
+                details={"samples": read, "excluded": excluded, "was": previous_problem},
+            )
+        _reported_unusable.discard(feed.pk)
+        return StatsRecomputed(read, excluded, first_excluded, state, previous_problem)
+
+
+_UPDATE_SAMPLE_STATS = f"UPDATE {Sample._meta.db_table} SET stats_json = %s WHERE id = %s"
 
 
 def feed_create(

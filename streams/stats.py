@@ -35,6 +35,7 @@ _EXACT_QUANTILE_BELOW = 100
 # room for rounding; L = 1e144 would already be the edge. 1e100 is also far above
 # any measurement (or count, or amount of money) anyone streams.
 NUMERIC_VALUE_LIMIT = 1e100
+NUMERIC_VALUE_LIMIT_TEXT = f"{NUMERIC_VALUE_LIMIT:g}".replace("e+", "e")  # "1e100"
 
 
 class StatsUnusable(ValueError):
@@ -258,7 +259,7 @@ class NumericStats:
     def add(self, value: float) -> None:
         if not -NUMERIC_VALUE_LIMIT <= value <= NUMERIC_VALUE_LIMIT:  # also refuses NaN
             raise ValueError(
-                f"a numeric feed takes numbers from -{NUMERIC_VALUE_LIMIT:g} to {NUMERIC_VALUE_LIMIT:g}"
+                f"a numeric feed takes numbers from -{NUMERIC_VALUE_LIMIT_TEXT} to {NUMERIC_VALUE_LIMIT_TEXT}"
             )
         self.n += 1
         delta = value - self.mean
@@ -286,7 +287,7 @@ class NumericStats:
         bounded = {"mean": self.mean, "min": self.min, "max": self.max}
         for name, number in bounded.items():
             if number is not None and not -NUMERIC_VALUE_LIMIT <= number <= NUMERIC_VALUE_LIMIT:
-                return f"{name}={number!r} is outside ±{NUMERIC_VALUE_LIMIT:g}"
+                return f"{name}={number!r} is outside ±{NUMERIC_VALUE_LIMIT_TEXT}"
         if self.n and (self.min is None or self.max is None):
             return "min or max is missing"
         # m2 <= n * (2L)^2 for any accepted values (see NUMERIC_VALUE_LIMIT).

@@ -14,6 +14,7 @@ import websockets
 from streams.models import Feed, FeedKind, ProducerKind, Sample
 from streams.services import feed_create, producer_create
 from tests.conftest import Daphne
+from tests.streams.wedged import wedge_with_1e308
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -36,10 +37,7 @@ def test_poison_frames_of_one_tenant_leave_another_tenants_producer_untouched(
     sends 300 frames meanwhile: every one is acknowledged, in order."""
     wedged = feed_create(tenant=globex_feed.feed.tenant, name="wedged", kind=FeedKind.NUMERIC)
     _, wedged_token = producer_create(feed=wedged, kind=ProducerKind.EXTERNAL)
-    Sample.objects.create(feed=wedged, seq=1, value=1e308, ts=1.0, stats_json="{}")
-    Feed.objects.filter(pk=wedged.pk).update(
-        last_seq=1, stats={"n": 1, "mean": 1e308, "m2": 0.0, "min": 1e308, "max": 1e308}
-    )
+    wedge_with_1e308(wedged)
     log_path = tmp_path / "server.log"
     server = Daphne(log_path=log_path).start()
     victim = acme_feed.feed
