@@ -5,6 +5,7 @@ import math
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import OperationalError
 
 from streams.models import Sample
 from streams.services import producer_token_rotate
@@ -140,3 +141,17 @@ async def test_the_attacker_of_a_wedged_feed_gets_bad_value_and_a_neighbour_is_a
     assert [a["seq"] for a in acks] == list(range(1, 21))
     await attacker.disconnect()
     await neighbour.disconnect()
+
+
+async def test_a_database_failure_still_answers_every_frame_unavailable(acme_feed, monkeypatch):
+    def database_away(**_):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("streams.services.samples_append_many", database_away)
+    comm = publisher(acme_feed.feed.uuid, bearer=acme_feed.token)
+    await comm.connect()
+    for value in [1, 0, 1]:
+        await comm.send_to(text_data=json.dumps({"value": value}))
+    replies = [await receive(comm) for _ in range(3)]
+    assert [r["error"] for r in replies] == ["unavailable"] * 3
+    await comm.disconnect()
