@@ -73,10 +73,6 @@ class IngestWriter:
             self._task = asyncio.create_task(self._run(), name="ingest-writer")
         return future
 
-    async def write(self, feed: Feed, values: Values) -> list[Sample]:
-        """Persist the samples (durable when this returns); raises as ``submit``'s future does."""
-        return await self.submit(feed, values)
-
     async def _run(self) -> None:
         while self._queue:
             batch, count = [], 0

@@ -7,6 +7,7 @@ import logging
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -261,8 +262,8 @@ def _usable_accumulator(feed: Feed) -> Accumulator:
         problem = f"unreadable: {exc}"
     if problem is None:
         return accumulator
-    if feed.pk not in _reported_unusable:
-        _reported_unusable.add(feed.pk)
+    if feed.uuid not in _reported_unusable:
+        _reported_unusable.add(feed.uuid)
         log.warning(
             "feed %s: stored statistics unusable (%s); its samples are refused until "
             "`manage.py recomputestats %s`",
@@ -278,7 +279,7 @@ def _usable_accumulator(feed: Feed) -> Accumulator:
 
 
 # Feeds whose unusable statistics this process has logged: once each, not once per frame.
-_reported_unusable: set[int] = set()
+_reported_unusable: set[uuid.UUID] = set()
 
 
 def _insert_alone(feed: Feed, rows: list[tuple[int, int, float, float, str]]) -> None:
@@ -379,7 +380,6 @@ def feed_stats_recompute(
                 target=feed,
                 details={"samples": read, "excluded": excluded, "was": previous_problem},
             )
-        _reported_unusable.discard(feed.pk)
         return StatsRecomputed(read, excluded, first_excluded, state, previous_problem)
 
 
