@@ -7,9 +7,9 @@ JSON-safe ``state()`` persisted on the feed, and a ``summary()`` that is the
 ``stats`` object of the wire protocol.
 
 Numeric values are bounded by ``NUMERIC_VALUE_LIMIT`` so that no statistic can
-overflow, however many samples a feed takes (see there). Every finite double
-cannot be accepted whatever the algorithm: the variance of [1e308, -1e308] is
-about 2e616, which no float can hold.
+overflow, however many samples a feed takes (see there). No algorithm could
+take every finite double: the variance of [1e308, -1e308] is about 2e616,
+which no float can hold.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ _EXACT_QUANTILE_BELOW = 100
 # any measurement (or count, or amount of money) anyone streams.
 NUMERIC_VALUE_LIMIT = 1e100
 NUMERIC_VALUE_LIMIT_TEXT = f"{NUMERIC_VALUE_LIMIT:g}".replace("e+", "e")  # "1e100"
-
-
-class StatsUnusable(ValueError):
-    """The stored statistics of a feed cannot take another sample (see ``problem()``)."""
 
 
 class Accumulator(Protocol):
