@@ -205,16 +205,25 @@ class FeedPublishConsumer(LiveConsumer):
                 await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
-        try:
-            samples = await IngestWriter.current().write(
-                self.producer.feed, [v for inputs in batch for v in inputs]
+        # One write per frame, so that a frame the feed refuses is refused alone.
+        writer = IngestWriter.current()
+        outcomes = await asyncio.gather(
+            *(writer.submit(self.producer.feed, inputs) for inputs in batch),
+            return_exceptions=True,
+        )
+        failures = [
+            o
+            for o in outcomes
+            if isinstance(o, BaseException) and not isinstance(o, services.SampleRejected)
+        ]
+        if failures:  # the database, not a frame: logged once for the batch
+            log.error(
+                "publisher of %s: write failed", self.producer.feed.uuid, exc_info=failures[0]
             )
-        except Exception:
-            log.exception("publisher of %s: write failed", self.producer.feed.uuid)
-            for _ in batch:
+        for outcome in outcomes:
+            if isinstance(outcome, services.SampleRejected):
+                await self.send_text(error_frame(outcome.code, outcome.message))
+            elif isinstance(outcome, BaseException):
                 await self.send_text(error_frame("unavailable", "not stored; send it again"))
-            return
-        position = 0
-        for inputs in batch:
-            position += len(inputs)
-            await self.send_text(encode({"type": "ack", "seq": samples[position - 1].seq}))
+            else:
+                await self.send_text(encode({"type": "ack", "seq": outcome[-1].seq}))

@@ -6,6 +6,10 @@ socket and feed, and writes it in one transaction in one worker-thread call;
 then each socket gets its samples back and acks them. Under load, a commit
 and its single Redis round trip (streams/events.py) are shared by hundreds of
 samples; with one quiet publisher it is simply one transaction per frame.
+
+Each write is one frame and has a future of its own: a frame the feed refuses
+(services.SampleRejected) fails its own future and nobody else's; an error of
+the database itself fails every future of that transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.db import close_old_connections
 
 from streams import services
 from streams.models import Feed, Sample
+from streams.services import SampleRejected
 
 # Samples per transaction: big enough to amortise the commit, small enough that
 # one batch never holds feed locks for long.
@@ -32,7 +37,7 @@ Values = Sequence[tuple[float, float | None]]
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
 
 
-def _append_many(writes: list[tuple[Feed, Values]]) -> list[list[Sample]]:
+def _append_many(writes: list[tuple[Feed, Values]]) -> list[list[Sample] | SampleRejected]:
     close_old_connections()
     try:
         return services.samples_append_many(writes=writes)
@@ -58,14 +63,15 @@ class IngestWriter:
             writer = cls._instances[loop] = cls()
         return writer
 
-    async def write(self, feed: Feed, values: Values) -> list[Sample]:
-        """Persist the samples (durable when this returns) and broadcast them after commit."""
+    def submit(self, feed: Feed, values: Values) -> asyncio.Future[list[Sample]]:
+        """Queue one frame's samples. The future gets them once durable (and broadcast after
+        commit), or SampleRejected if the feed refused this frame, or the database's error."""
         future: asyncio.Future[list[Sample]] = asyncio.get_running_loop().create_future()
         self._queue.append((feed, values, future))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ingest-writer")
-        return await future
+        return future
 
     async def _run(self) -> None:
         while self._queue:
@@ -85,6 +91,10 @@ class IngestWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (*_, future), samples in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(samples)
+            for (*_, future), outcome in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, SampleRejected):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)

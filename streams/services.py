@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from streams import events
 from streams.models import Feed, FeedKind, Producer, Sample
-from streams.stats import accumulator_for
+from streams.stats import (
+    NUMERIC_VALUE_LIMIT,
+    NUMERIC_VALUE_LIMIT_TEXT,
+    Accumulator,
+    accumulator_for,
+)
 from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants.models import Tenant
@@ -23,6 +31,12 @@ from tenants.services import audit_record
 # Pruning old samples every so many keeps the per-sample cost flat.
 _PRUNE_EVERY = 500
 MAX_VALUES_PER_FRAME = 1000
+# ts is Unix seconds (or a producer's own clock counting from 0). 1e11 s is the
+# year 5138: a timestamp in milliseconds (1.7e12) is refused, not stored as a
+# date fifty thousand years ahead.
+MAX_TS = 1e11
+
+log = logging.getLogger(__name__)
 
 
 class SampleRejected(ValueError):
@@ -46,6 +60,17 @@ def _number(raw: Any, what: str) -> float:
     return value
 
 
+def _timestamp(raw: Any) -> float:
+    ts = _number(raw, '"ts"')
+    if not 0.0 <= ts <= MAX_TS:
+        raise SampleRejected(
+            "bad_value",
+            f'"ts" must be Unix seconds from 0 to {MAX_TS:.0e}'.replace("e+", "e")
+            + " (milliseconds are 1000 times too large)",
+        )
+    return ts
+
+
 def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float | None]]:
     """Validate one publish frame ({"value"}, {"value", "ts"} or {"values"}) for a feed kind."""
     if not isinstance(frame, dict):
@@ -61,7 +86,7 @@ def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float |
         pairs = [(raw, None) for raw in raw_values]
     elif "value" in frame:
         ts = frame.get("ts")
-        pairs = [(frame["value"], None if ts is None else _number(ts, '"ts"'))]
+        pairs = [(frame["value"], None if ts is None else _timestamp(ts))]
     else:
         raise SampleRejected("bad_frame", 'a frame needs "value" or "values"')
     inputs = []
@@ -69,6 +94,12 @@ def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float |
         value = _number(raw, "value")
         if kind == FeedKind.BINARY and value not in (0.0, 1.0):
             raise SampleRejected("bad_value", "this feed is binary: values must be 0 or 1")
+        if not -NUMERIC_VALUE_LIMIT <= value <= NUMERIC_VALUE_LIMIT:
+            raise SampleRejected(
+                "bad_value",
+                f"value must be between -{NUMERIC_VALUE_LIMIT_TEXT} and {NUMERIC_VALUE_LIMIT_TEXT}"
+                " (beyond that a feed's variance could overflow)",
+            )
         inputs.append((value, ts))
     return inputs
 
@@ -78,69 +109,188 @@ def samples_append(*, feed: Feed, values: Sequence[tuple[float, float | None]]) 
 
     The feed row is locked for the transaction, so concurrent producers get
     consecutive, gap-free numbers. Viewers are notified after commit. Values
-    must have been validated (sample_inputs_from_frame); a bad one raises and
-    rolls everything back.
+    should have been validated (sample_inputs_from_frame); samples the feed's
+    statistics cannot take raise SampleRejected, and nothing is written.
     """
-    return samples_append_many(writes=[(feed, values)])[0]
+    (outcome,) = samples_append_many(writes=[(feed, values)])
+    if isinstance(outcome, SampleRejected):
+        raise outcome
+    return outcome
 
 
 def samples_append_many(
     *, writes: Sequence[tuple[Feed, Sequence[tuple[float, float | None]]]]
-) -> list[list[Sample]]:
+) -> list[list[Sample] | SampleRejected]:
     """Several appends, possibly to several feeds, in one transaction (group commit).
+
+    Each write (one publish frame's samples) stands alone: it is numbered and
+    computed on a copy of its feed's statistics, and kept only if every sample
+    of it adds, computes and encodes. A write that does not gets a
+    SampleRejected (``bad_value``) in its place, consumes no sequence number,
+    and every other write, of any feed or tenant, commits.
 
     Three statements whatever the number of feeds: lock every feed row
     (``SELECT ... ORDER BY id FOR UPDATE``: one order for everyone, so two
     processes committing overlapping batches cannot deadlock), insert every
     sample (``executemany``), update every feed. This is ingest's hot path,
-    hence plain SQL rather than a model save per row. Returns the samples of
-    each write, in order (unsaved instances: no primary key).
+    hence plain SQL rather than a model save per row. If the database refuses
+    a row (IntegrityError, DataError), the batch is written again with each
+    write under a savepoint of its own, so that only the write at fault is
+    refused; any other database error (a lost connection, a locked or full
+    database) propagates and no write of the batch is stored.
+
+    Returns, for each write in order, its samples (unsaved instances: no
+    primary key) or its SampleRejected.
     """
     now = time.time()
     wanted: dict[int, list[int]] = {}
     for index, (feed, values) in enumerate(writes):
         if values:
             wanted.setdefault(feed.pk, []).append(index)
-    results: list[list[Sample]] = [[] for _ in writes]
     if not wanted:
-        return results
-    with transaction.atomic():
-        locked = (
-            Feed.objects.select_for_update()
-            .filter(pk__in=wanted)
-            .order_by("pk")
-            .only("pk", "uuid", "kind", "last_seq", "stats", "retention_count", "retention_seconds")
+        return [[] for _ in writes]
+    try:
+        with transaction.atomic():
+            return _append_locked(writes, wanted, now, one_by_one=False)
+    except (IntegrityError, DataError) as exc:
+        log.warning(
+            "ingest: the database refused a row (%s); writing the batch frame by frame", exc
         )
-        rows: list[tuple[int, int, float, float, str]] = []
-        updates: list[tuple[int, str, int]] = []
-        prune: list[Feed] = []
-        for feed in locked:
-            accumulator = accumulator_for(feed.kind, feed.stats)
-            previous_seq = seq = feed.last_seq
+    with transaction.atomic():
+        return _append_locked(writes, wanted, now, one_by_one=True)
+
+
+def _append_locked(
+    writes: Sequence[tuple[Feed, Sequence[tuple[float, float | None]]]],
+    wanted: dict[int, list[int]],
+    now: float,
+    *,
+    one_by_one: bool,
+) -> list[list[Sample] | SampleRejected]:
+    results: list[list[Sample] | SampleRejected] = [[] for _ in writes]
+    locked = (
+        Feed.objects.select_for_update()
+        .filter(pk__in=wanted)
+        .order_by("pk")
+        .only("pk", "uuid", "kind", "last_seq", "stats", "retention_count", "retention_seconds")
+    )
+    rows: list[tuple[int, int, float, float, str]] = []
+    updates: list[tuple[int, str, int]] = []
+    published: list[tuple[Feed, list[Sample]]] = []
+    prune: list[Feed] = []
+    for feed in locked:
+        try:
+            accumulator = _usable_accumulator(feed)
+        except SampleRejected as exc:
             for index in wanted[feed.pk]:
-                samples = []
-                for value, ts in writes[index][1]:
-                    accumulator.add(value)
-                    seq += 1
-                    stats_json = encode(accumulator.summary())
-                    sample = Sample(
-                        feed_id=feed.pk, seq=seq, value=value,
-                        ts=now if ts is None else ts, stats_json=stats_json,
-                    )  # fmt: skip
-                    samples.append(sample)
-                    rows.append((feed.pk, seq, sample.value, sample.ts, stats_json))
-                results[index] = samples
-            feed.last_seq = seq
-            updates.append((seq, json.dumps(accumulator.state()), feed.pk))
-            events.samples_published(feed, [s for i in wanted[feed.pk] for s in results[i]])
-            if seq // _PRUNE_EVERY != previous_seq // _PRUNE_EVERY:
-                prune.append(feed)
-        with connection.cursor() as cursor:
+                results[index] = exc
+            continue
+        previous_seq = seq = feed.last_seq
+        committed: list[Sample] = []
+        for index in wanted[feed.pk]:
+            trial = accumulator.copy()
+            try:
+                samples, write_rows = _numbered(feed, trial, seq, writes[index][1], now)
+                if one_by_one:
+                    _insert_alone(feed, write_rows)
+            except SampleRejected as exc:
+                results[index] = exc
+                continue
+            accumulator, seq = trial, seq + len(samples)
+            results[index] = samples
+            committed.extend(samples)
+            if not one_by_one:
+                rows.extend(write_rows)
+        if not committed:
+            continue
+        feed.last_seq = seq
+        updates.append((seq, json.dumps(accumulator.state()), feed.pk))
+        published.append((feed, committed))
+        if seq // _PRUNE_EVERY != previous_seq // _PRUNE_EVERY:
+            prune.append(feed)
+    with connection.cursor() as cursor:
+        if rows:
             cursor.executemany(_INSERT_SAMPLE, rows)
+        if updates:
             cursor.executemany(_UPDATE_FEED, updates)
-        for feed in prune:
-            _prune(feed, now)
+    # Announced only once every statement succeeded: a batch written again frame
+    # by frame must not broadcast what its first attempt computed.
+    for feed, samples in published:
+        events.samples_published(feed, samples)
+    for feed in prune:
+        _prune(feed, now)
     return results
+
+
+def _numbered(
+    feed: Feed,
+    accumulator: Accumulator,
+    seq: int,
+    values: Sequence[tuple[float, float | None]],
+    now: float,
+) -> tuple[list[Sample], list[tuple[int, int, float, float, str]]]:
+    """One write's samples, numbered after ``seq``, each with the statistics after it.
+
+    Raises SampleRejected if a value cannot be added or its statistics cannot be
+    encoded (not finite); ``accumulator`` is then half-updated: the caller drops it.
+    """
+    samples, rows = [], []
+    try:
+        for value, ts in values:
+            accumulator.add(value)
+            seq += 1
+            stats_json = encode(accumulator.summary())
+            sample = Sample(
+                feed_id=feed.pk, seq=seq, value=value,
+                ts=now if ts is None else ts, stats_json=stats_json,
+            )  # fmt: skip
+            samples.append(sample)
+            rows.append((feed.pk, seq, sample.value, sample.ts, stats_json))
+    except (ValueError, ArithmeticError) as exc:
+        raise SampleRejected(
+            "bad_value", f"the feed's statistics cannot take this frame ({exc}); nothing was stored"
+        ) from exc
+    return samples, rows
+
+
+def _usable_accumulator(feed: Feed) -> Accumulator:
+    """The feed's statistics, or SampleRejected if its stored state cannot take a sample."""
+    try:
+        accumulator = accumulator_for(feed.kind, feed.stats)
+        problem = accumulator.problem()
+    except (ValueError, TypeError) as exc:
+        problem = f"unreadable: {exc}"
+    if problem is None:
+        return accumulator
+    if feed.uuid not in _reported_unusable:
+        _reported_unusable.add(feed.uuid)
+        log.warning(
+            "feed %s: stored statistics unusable (%s); its samples are refused until "
+            "`manage.py recomputestats %s`",
+            feed.uuid,
+            problem,
+            feed.uuid,
+        )
+    raise SampleRejected(
+        "bad_value",
+        f"this feed's stored statistics are unusable ({problem}), so nothing was stored; "
+        "an operator can rebuild them from the stored samples (manage.py recomputestats)",
+    )
+
+
+# Feeds whose unusable statistics this process has logged: once each, not once per frame.
+_reported_unusable: set[uuid.UUID] = set()
+
+
+def _insert_alone(feed: Feed, rows: list[tuple[int, int, float, float, str]]) -> None:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(_INSERT_SAMPLE, rows)
+    except (IntegrityError, DataError) as exc:
+        log.warning("feed %s: the database refused a frame's samples (%s)", feed.uuid, exc)
+        raise SampleRejected(
+            "bad_value", "the database refused this frame's samples; nothing of it was stored"
+        ) from exc
 
 
 _INSERT_SAMPLE = (
@@ -154,6 +304,86 @@ def _prune(feed: Feed, now: float) -> None:
     Sample.objects.filter(feed_id=feed.pk, seq__lte=feed.last_seq - feed.retention_count).delete()
     if feed.retention_seconds:
         Sample.objects.filter(feed_id=feed.pk, ts__lt=now - feed.retention_seconds).delete()
+
+
+@dataclass
+class StatsRecomputed:
+    """What ``feed_stats_recompute`` did: ``stats`` is the feed's new state."""
+
+    samples: int  # retained samples read, in seq order
+    excluded: int  # samples left out: values a feed no longer accepts
+    first_excluded: list[int]  # the seqs of the first few of them
+    stats: dict[str, Any]
+    previous_problem: str | None  # why the old state was unusable, if it was
+
+
+RECOMPUTE_CHUNK = 2000
+
+
+def feed_stats_recompute(
+    *, feed: Feed, chunk_size: int = RECOMPUTE_CHUNK, actor: AbstractBaseUser | None = None
+) -> StatsRecomputed:
+    """Rebuild a feed's statistics from its retained samples, in seq order: the
+    feed's state and every sample's ``stats_json``.
+
+    ``chunk_size`` samples per transaction, each under the feed's row lock:
+    memory stays bounded, and publishers to this feed (and the ingest batches
+    they share with other feeds) wait for one chunk at most, never for the
+    whole feed. The chunk that finds no sample after it, under the lock, also
+    writes the feed's state, so samples published meanwhile are counted too
+    (their ``stats_json`` is rewritten with the others) and numbering is
+    untouched. Pruned samples are gone, so the result covers the retained ones
+    only. A stored value the feed would refuse today (outside
+    ±NUMERIC_VALUE_LIMIT, or not 0/1 on a binary feed) stays stored but is left
+    out of the statistics: its ``stats_json`` repeats the statistics before it.
+    """
+    accumulator = accumulator_for(feed.kind, None)
+    after, read, excluded, first_excluded = 0, 0, 0, []
+    while True:
+        with transaction.atomic():
+            locked = Feed.objects.select_for_update().only("pk", "kind", "stats").get(pk=feed.pk)
+            chunk = list(
+                Sample.objects.filter(feed_id=feed.pk, seq__gt=after)
+                .order_by("seq")
+                .values_list("pk", "seq", "value")[:chunk_size]
+            )
+            rewritten = []
+            for pk, seq, value in chunk:
+                trial = accumulator.copy()
+                try:
+                    trial.add(value)
+                    stats_json = encode(trial.summary())
+                    accumulator = trial
+                except (ValueError, ArithmeticError):
+                    excluded += 1
+                    if len(first_excluded) < 10:
+                        first_excluded.append(seq)
+                    stats_json = encode(accumulator.summary())
+                rewritten.append((stats_json, pk))
+            if rewritten:
+                with connection.cursor() as cursor:
+                    cursor.executemany(_UPDATE_SAMPLE_STATS, rewritten)
+            read += len(chunk)
+            if len(chunk) == chunk_size:
+                after = chunk[-1][1]
+                continue
+            try:
+                previous_problem = accumulator_for(locked.kind, locked.stats).problem()
+            except (ValueError, TypeError) as exc:
+                previous_problem = f"unreadable: {exc}"
+            state = accumulator.state()
+            Feed.objects.filter(pk=feed.pk).update(stats=state)
+            audit_record(
+                actor=actor,
+                tenant=feed.tenant,
+                action="feed.stats_recomputed",
+                target=feed,
+                details={"samples": read, "excluded": excluded, "was": previous_problem},
+            )
+        return StatsRecomputed(read, excluded, first_excluded, state, previous_problem)
+
+
+_UPDATE_SAMPLE_STATS = f"UPDATE {Sample._meta.db_table} SET stats_json = %s WHERE id = %s"
 
 
 def feed_create(

@@ -5,6 +5,11 @@ alpha = 2 + successes, beta = 2 + failures. Numeric feeds keep count, mean,
 variance (Welford's online algorithm), min and max. Each accumulator has a
 JSON-safe ``state()`` persisted on the feed, and a ``summary()`` that is the
 ``stats`` object of the wire protocol.
+
+Numeric values are bounded by ``NUMERIC_VALUE_LIMIT`` so that no statistic can
+overflow, however many samples a feed takes (see there). No algorithm could
+take every finite double: the variance of [1e308, -1e308] is about 2e616,
+which no float can hold.
 """
 
 from __future__ import annotations
@@ -23,10 +28,22 @@ _Z975 = 1.959963984540054  # standard normal 97.5% quantile
 _EXACT_QUANTILE_BELOW = 100
 
 
+# The largest |value| a numeric feed takes. With every |x| <= L, Welford's
+# intermediates stay small: |mean| <= L, |x - mean| <= 2L, and the sum of squared
+# deviations m2 <= n * (2L)^2. For n up to 2^63 (the sequence number's own limit)
+# that is under 4e219 at L = 1e100, far from the float maximum (1.8e308), with
+# room for rounding; L = 1e144 would already be the edge. 1e100 is also far above
+# any measurement (or count, or amount of money) anyone streams.
+NUMERIC_VALUE_LIMIT = 1e100
+NUMERIC_VALUE_LIMIT_TEXT = f"{NUMERIC_VALUE_LIMIT:g}".replace("e+", "e")  # "1e100"
+
+
 class Accumulator(Protocol):
     def add(self, value: float) -> None: ...
+    def copy(self) -> Accumulator: ...
     def state(self) -> dict[str, Any]: ...
     def summary(self) -> dict[str, Any]: ...
+    def problem(self) -> str | None: ...
 
 
 def _log_beta(a: float, b: float) -> float:
@@ -168,6 +185,9 @@ class BinaryStats:
         state = state or {}
         return cls(n=int(state.get("n", 0)), successes=int(state.get("successes", 0)))
 
+    def copy(self) -> BinaryStats:
+        return BinaryStats(self.n, self.successes, self._last_ci)
+
     def add(self, value: float) -> None:
         if value not in (0, 1):
             raise ValueError("a binary feed takes 0 or 1")
@@ -188,6 +208,12 @@ class BinaryStats:
 
     def state(self) -> dict[str, Any]:
         return {"n": self.n, "successes": self.successes}
+
+    def problem(self) -> str | None:
+        """Why this state cannot be right (None when it can): a hand-edited or corrupt row."""
+        if not 0 <= self.successes <= self.n:
+            return f"successes={self.successes} is not between 0 and n={self.n}"
+        return None
 
     def summary(self) -> dict[str, Any]:
         a, b = self.alpha, self.beta
@@ -223,9 +249,14 @@ class NumericStats:
             max=state.get("max"),
         )
 
+    def copy(self) -> NumericStats:
+        return NumericStats(self.n, self.mean, self.m2, self.min, self.max)
+
     def add(self, value: float) -> None:
-        if not math.isfinite(value):
-            raise ValueError("a numeric feed takes finite numbers")
+        if not -NUMERIC_VALUE_LIMIT <= value <= NUMERIC_VALUE_LIMIT:  # also refuses NaN
+            raise ValueError(
+                f"a numeric feed takes numbers from -{NUMERIC_VALUE_LIMIT_TEXT} to {NUMERIC_VALUE_LIMIT_TEXT}"
+            )
         self.n += 1
         delta = value - self.mean
         self.mean += delta / self.n
@@ -239,6 +270,26 @@ class NumericStats:
 
     def state(self) -> dict[str, Any]:
         return {"n": self.n, "mean": self.mean, "m2": self.m2, "min": self.min, "max": self.max}
+
+    def problem(self) -> str | None:
+        """Why this state cannot take another sample (None when it can).
+
+        Only a state stored before values were range-checked (a feed that took
+        1e308, say: the next sample overflowed its variance) or edited by hand
+        fails; ``manage.py recomputestats`` rebuilds it from the stored samples.
+        """
+        if self.n < 0:
+            return f"n={self.n} is negative"
+        bounded = {"mean": self.mean, "min": self.min, "max": self.max}
+        for name, number in bounded.items():
+            if number is not None and not -NUMERIC_VALUE_LIMIT <= number <= NUMERIC_VALUE_LIMIT:
+                return f"{name}={number!r} is outside ±{NUMERIC_VALUE_LIMIT_TEXT}"
+        if self.n and (self.min is None or self.max is None):
+            return "min or max is missing"
+        # m2 <= n * (2L)^2 for any accepted values (see NUMERIC_VALUE_LIMIT).
+        if not 0.0 <= self.m2 <= 4.0 * max(self.n, 1) * NUMERIC_VALUE_LIMIT**2:
+            return f"m2={self.m2!r} is not a sum of squared deviations of accepted values"
+        return None
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -91,7 +91,12 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
         code = getattr(exc, "code", "bad_json")
         message = getattr(exc, "message", "the body is not valid JSON")
         return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
-    samples = services.samples_append(feed=producer.feed, values=inputs)
+    try:
+        samples = services.samples_append(feed=producer.feed, values=inputs)
+    except services.SampleRejected as exc:
+        return JsonResponse(
+            {"type": "error", "error": exc.code, "message": exc.message}, status=400
+        )
     return JsonResponse({"type": "ack", "seq": samples[-1].seq})
 
 

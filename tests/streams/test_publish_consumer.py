@@ -1,12 +1,15 @@
 """The publish socket /ws/feeds/<uuid>/publish/, authorised by the producer token."""
 
 import json
+import math
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import OperationalError
 
 from streams.models import Sample
 from streams.services import producer_token_rotate
+from tests.streams.wedged import wedge_with_1e308
 from tests.streams.wsclient import communicator, receive, refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +100,58 @@ async def test_viewers_see_what_the_publisher_sent(acme_feed):
     assert (sample["seq"], sample["value"], sample["ts"]) == (1, 1, 42.0)
     await comm.disconnect()
     await viewer.disconnect()
+
+
+async def test_a_poison_frame_that_slips_past_validation_is_refused_alone(globex_feed, monkeypatch):
+    """If validation ever lets through a value the statistics cannot take, the
+    writer refuses that frame alone: the ones before and after it are acked."""
+    monkeypatch.setattr("streams.services.NUMERIC_VALUE_LIMIT", math.inf)
+    comm = publisher(globex_feed.feed.uuid, bearer=globex_feed.token)
+    await comm.connect()
+    frames = [
+        {"value": 1},
+        {"values": [1e200, -1e200]},
+        {"value": 2},
+        {"value": 1e308},
+        {"value": 3},
+    ]
+    for frame in frames:
+        await comm.send_to(text_data=json.dumps(frame))
+    replies = [await receive(comm) for _ in frames]
+    assert [r.get("seq", r.get("error")) for r in replies] == [1, "bad_value", 2, "bad_value", 3]
+    assert await persisted(globex_feed.feed) == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    await comm.disconnect()
+
+
+async def test_the_attacker_of_a_wedged_feed_gets_bad_value_and_a_neighbour_is_acked(
+    acme_feed, globex_feed
+):
+    await database_sync_to_async(wedge_with_1e308)(globex_feed.feed)
+    attacker = publisher(globex_feed.feed.uuid, bearer=globex_feed.token)
+    neighbour = publisher(acme_feed.feed.uuid, bearer=acme_feed.token)
+    await attacker.connect()
+    await neighbour.connect()
+    for value in range(20):  # interleaved, so that they share the writer's batches
+        await attacker.send_to(text_data=json.dumps({"value": value}))
+        await neighbour.send_to(text_data=json.dumps({"value": value % 2}))
+    refused = [await receive(attacker) for _ in range(20)]
+    acks = [await receive(neighbour) for _ in range(20)]
+    assert {r["error"] for r in refused} == {"bad_value"}
+    assert "recomputestats" in refused[0]["message"]
+    assert [a["seq"] for a in acks] == list(range(1, 21))
+    await attacker.disconnect()
+    await neighbour.disconnect()
+
+
+async def test_a_database_failure_still_answers_every_frame_unavailable(acme_feed, monkeypatch):
+    def database_away(**_):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("streams.services.samples_append_many", database_away)
+    comm = publisher(acme_feed.feed.uuid, bearer=acme_feed.token)
+    await comm.connect()
+    for value in [1, 0, 1]:
+        await comm.send_to(text_data=json.dumps({"value": value}))
+    replies = [await receive(comm) for _ in range(3)]
+    assert [r["error"] for r in replies] == ["unavailable"] * 3
+    await comm.disconnect()

@@ -1,10 +1,22 @@
+import json
 import math
 import random
 import statistics
+import sys
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.stats import BinaryStats, NumericStats, beta_cdf, beta_quantile
+from streams.stats import (
+    NUMERIC_VALUE_LIMIT,
+    BinaryStats,
+    NumericStats,
+    beta_cdf,
+    beta_quantile,
+)
+from streamsite.frames import encode
 
 
 def test_posterior_starts_at_the_beta_2_2_prior():
@@ -67,3 +79,80 @@ def test_numeric_state_round_trips_through_json_state():
 def test_numeric_stats_refuse_non_finite_values():
     with pytest.raises(ValueError):
         NumericStats().add(math.inf)
+
+
+# -- the numeric accumulator under any accepted values ----------------------
+
+accepted = st.floats(min_value=-NUMERIC_VALUE_LIMIT, max_value=NUMERIC_VALUE_LIMIT, allow_nan=False)
+
+
+def exact_mean_and_variance(values: list[float]) -> tuple[Fraction, Fraction]:
+    exact = [Fraction(v) for v in values]
+    mean = sum(exact) / len(exact)
+    variance = sum((x - mean) ** 2 for x in exact) / (len(exact) - 1) if len(exact) > 1 else 0
+    return mean, Fraction(variance)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(accepted, st.booleans()), min_size=1, max_size=200))
+def test_any_accepted_values_keep_every_statistic_finite_and_right(draws):
+    """As ingest does, the state goes through JSON between batches (here: when the
+    drawn boolean says so); every summary must encode and match an exact recomputation."""
+    stats, values = NumericStats(), []
+    for value, store_and_reload in draws:
+        stats.add(value)
+        values.append(value)
+        encode(stats.summary())  # raises on a non-finite number, as ingest would
+        assert stats.problem() is None
+        if store_and_reload:
+            stats = NumericStats.from_state(json.loads(json.dumps(stats.state())))
+    summary = stats.summary()
+    mean, variance = exact_mean_and_variance(values)
+    # Floating point is exact to within a few ulps of the data's scale, not of the
+    # result: the variance of [1e100, 1e100 + 1e84] is below what 1e100 can resolve,
+    # and that of [0, 1e-200] (1e-400) below the smallest float.
+    scale = Fraction(max(abs(v) for v in values))
+    n = len(values)
+    tiniest = Fraction(sys.float_info.min)
+    assert summary["n"] == n
+    assert abs(Fraction(summary["mean"]) - mean) <= n * (Fraction(1e-15) * scale + tiniest)
+    assert abs(Fraction(summary["variance"]) - variance) <= n * (
+        Fraction(1e-14) * scale**2 + tiniest
+    )
+    assert (summary["min"], summary["max"]) == (min(values), max(values))
+    assert summary["variance"] >= 0
+
+
+def test_the_reviewers_values_no_longer_overflow_the_variance_they_are_refused():
+    stats = NumericStats()
+    for value in [1e200, -1e200, 1e308]:
+        with pytest.raises(ValueError, match="1e100"):
+            stats.add(value)
+    assert stats.n == 0
+
+
+def test_values_at_the_limit_for_ever_keep_the_variance_finite():
+    stats = NumericStats(n=2**62, mean=0.0, m2=4.0 * 2**62 * NUMERIC_VALUE_LIMIT**2)
+    for value in [NUMERIC_VALUE_LIMIT, -NUMERIC_VALUE_LIMIT] * 10:
+        stats.add(value)
+        encode(stats.summary())
+    assert math.isfinite(stats.variance) and stats.problem() is None
+
+
+@pytest.mark.parametrize(
+    "state,problem",
+    [
+        ({"n": 1, "mean": 1e308, "m2": 0.0, "min": 1e308, "max": 1e308}, "mean=1e+308"),
+        ({"n": 2, "mean": 0.0, "m2": math.inf, "min": -1.0, "max": 1.0}, "m2=inf"),
+        ({"n": 2, "mean": math.nan, "m2": 1.0, "min": -1.0, "max": 1.0}, "mean=nan"),
+        ({"n": 2, "mean": 0.0, "m2": -1.0, "min": -1.0, "max": 1.0}, "m2=-1.0"),
+    ],
+)
+def test_a_stored_state_that_cannot_take_a_sample_says_why(state, problem):
+    assert problem in NumericStats.from_state(state).problem()
+
+
+def test_a_fresh_or_sound_state_has_no_problem():
+    assert NumericStats().problem() is None
+    assert BinaryStats(n=3, successes=2).problem() is None
+    assert "successes" in BinaryStats(n=1, successes=2).problem()

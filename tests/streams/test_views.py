@@ -1,9 +1,12 @@
 import json
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from streams.models import Sample
+from tests.streams.wedged import wedge_with_1e308
 
 
 @pytest.fixture
@@ -109,3 +112,29 @@ def test_dashboard_offers_owners_to_create_feeds_and_documents(client_of, world)
 def test_dashboard_offers_viewers_no_console(client_of, world):
     viewer = client_of(world.bob).get(reverse("dashboard")).content.decode()
     assert reverse("admin:streams_feed_add") not in viewer
+
+
+def test_http_publish_of_an_out_of_range_value_is_a_400_naming_the_range(client, globex_feed):
+    for body in [{"values": [1e200, -1e200]}, {"value": 1e308}]:
+        response = publish(client, globex_feed.feed, body, globex_feed.token)
+        assert response.status_code == 400
+        assert response.json()["error"] == "bad_value" and "1e100" in response.json()["message"]
+    assert not Sample.objects.exists()
+
+
+def test_a_feed_wedged_before_the_fix_answers_400_not_500_until_recomputestats_heals_it(
+    client, globex_feed
+):
+    feed = globex_feed.feed
+    wedge_with_1e308(feed)
+    for _ in range(2):  # "on every try"
+        response = publish(client, feed, {"value": 1}, globex_feed.token)
+        assert response.status_code == 400
+        assert response.json()["error"] == "bad_value"
+        assert "recomputestats" in response.json()["message"]
+    call_command("recomputestats", str(feed.uuid), stdout=StringIO())
+    response = publish(client, feed, {"value": 1}, globex_feed.token)
+    assert response.status_code == 200 and response.json() == {"type": "ack", "seq": 2}
+    # The 1e308 the old code took stays stored but is left out of the statistics.
+    latest = Sample.objects.get(feed=feed, seq=2)
+    assert latest.stats == {"n": 1, "mean": 1.0, "variance": 0.0, "min": 1.0, "max": 1.0}
