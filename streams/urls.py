@@ -6,5 +6,5 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("feeds/<uuid:feed_uuid>/", views.feed_detail, name="feed-detail"),
     path("feeds/<uuid:feed_uuid>/events/", views.feed_events, name="feed-events"),
-    path("api/feeds/<uuid:feed_uuid>/samples/", views.publish_samples, name="feed-publish"),
+    path("api/feeds/<uuid:feed_uuid>/samples/", views.feed_samples, name="feed-publish"),
 ]
