@@ -47,12 +47,20 @@ def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
     recent = [
         sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
     ]
+    can_manage = access.feed_for_manager(request.user, feed.uuid) is not None
+    share_url = None
+    if can_manage and feed.share_key:
+        share_url = request.build_absolute_uri(f"{feed.get_absolute_url()}?key={feed.share_key}")
     return render(
         request,
         "streams/feed_detail.html",
         {
             "feed": feed,
             "key": key or "",
+            "can_manage": can_manage,
+            "share_url": share_url,
+            "history_limit": history.HISTORY_MAX_LIMIT,
+            "history_limit_text": f"{history.HISTORY_MAX_LIMIT:,}",
             "bootstrap": {
                 "uuid": str(feed.uuid),
                 "kind": feed.kind,
