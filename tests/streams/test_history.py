@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import urllib.request
 import uuid
 
 import pytest
@@ -16,6 +18,7 @@ from streams import history, views
 from streams.events import sample_frame
 from streams.models import Sample
 from streams.services import samples_append
+from tests.conftest import Daphne
 
 append = database_sync_to_async(samples_append)
 
@@ -192,3 +195,35 @@ async def test_empty_feed_gives_an_empty_list_and_a_header_only_csv(world, acme_
     assert json.loads(b"".join(chunks)) == []
     _, chunks = await download(client, history_url(acme_feed.feed, format="csv"))
     assert b"".join(chunks).decode().count("\n") == 1
+
+
+async def test_the_real_server_sends_the_download_in_chunks_without_a_length(world, globex_feed):
+    # Daphne sends a streamed answer chunked; an answer read whole would carry Content-Length.
+    feed = globex_feed.feed
+    await append(feed=feed, values=[(float(i), None) for i in range(2_500)])
+    server = Daphne().start()
+    try:
+        url = f"{server.http}{history_url(feed, format='csv', key=feed.share_key)}"
+        response = await asyncio.to_thread(urllib.request.urlopen, url)
+        with response:
+            body = await asyncio.to_thread(response.read)
+            assert response.headers["Transfer-Encoding"] == "chunked"
+            assert "Content-Length" not in response.headers
+        assert body.decode().count("\n") == 2_501
+    finally:
+        server.stop()
+
+
+async def test_download_reads_the_database_as_it_goes(world, globex_feed):
+    # Each page is read when the previous one has been sent: samples dropped
+    # meanwhile (retention) are not sent, and nothing breaks.
+    feed = globex_feed.feed
+    await append(feed=feed, values=[(float(i), None) for i in range(2_500)])
+    client = await signed_in(world.charlie)
+    response = await client.get(history_url(feed, format="csv"))
+    chunks = aiter(response.streaming_content)
+    header, first_page = await anext(chunks), await anext(chunks)
+    assert header.startswith(b"seq,") and first_page.count(b"\n") == views.HISTORY_PAGE
+    await Sample.objects.filter(feed=feed, seq__gt=1_500).adelete()
+    rest = b"".join([chunk async for chunk in chunks])
+    assert rest.decode().splitlines()[-1].startswith("1500,")
