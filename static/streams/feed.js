@@ -49,7 +49,8 @@
   function summary() {
     if (!stats || !samples.length) return binary ? "No samples yet; the prior is Beta(2, 2)." : "No samples yet.";
     const last = samples[samples.length - 1];
-    const head = `Last value ${last.value} at ${clock(last.ts, 1)} (sample ${last.seq} of ${stats.n}).`;
+    const value = Number.isInteger(last.value) ? last.value : Number(last.value.toPrecision(6));
+    const head = `Last value ${value} at ${clock(last.ts, 1)} (sample ${last.seq} of ${stats.n}).`;
     if (binary) {
       const ci = stats.ci95 ? ` 95% credible interval ${fmt(stats.ci95[0], 3)} to ${fmt(stats.ci95[1], 3)}.` : "";
       return `${head} Posterior mean ${fmt(stats.mean, 3)}.${ci}`;
@@ -121,14 +122,17 @@
     return { ctx, w, h };
   }
 
-  // Round numbers between lo and hi, about `count` of them.
-  function niceTicks(lo, hi, count) {
+  // Round numbers between lo and hi, about `count` of them; with `widen`,
+  // from the round number below lo to the one above hi.
+  function niceTicks(lo, hi, count, widen = false) {
     const raw = (hi - lo) / Math.max(1, count);
     const magnitude = 10 ** Math.floor(Math.log10(raw));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) || raw;
     const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (step / magnitude === 2.5 ? 1 : 0));
+    const first = (widen ? Math.floor(lo / step + 1e-9) : Math.ceil(lo / step - 1e-9)) * step;
+    const last = widen ? Math.ceil(hi / step - 1e-9) * step : hi;
     const ticks = [];
-    for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
+    for (let i = 0, v = first; v <= last + step * 1e-9; i++, v = first + i * step) {
       ticks.push({ at: v, label: v.toFixed(decimals) });
     }
     return ticks;
@@ -229,8 +233,9 @@
       hi = Math.max(...samples.map((s) => s.value));
       if (hi === lo) { lo -= 1; hi += 1; }
     }
-    const yTicks = niceTicks(lo, hi, Math.max(2, Math.floor(h / 45)));
-    if (!binary) { lo = Math.min(lo, yTicks[0].at); hi = Math.max(hi, yTicks[yTicks.length - 1].at); }
+    const yTicks = niceTicks(lo, hi, Math.max(2, Math.floor(h / 45)), !binary);
+    lo = yTicks[0].at;
+    hi = yTicks[yTicks.length - 1].at;
     const { ticks: xTicks, step } = timeTicks(t0, t1, Math.max(2, Math.floor(w / 95)));
     expose(canvas, xTicks, yTicks);
     const { area, x, y } = axes(ctx, w, h, {

@@ -4,6 +4,7 @@ close codes (a revoked key stops the page and says why; error frames are shown).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -252,5 +253,30 @@ def test_an_error_frame_is_shown_and_the_page_stays_live(world, coin_with_histor
         page.wait_for_function("!document.getElementById('alert').hidden")
         assert "too many frames; slow down" in alert.inner_text()
         assert page.evaluate(f"() => {LIVE}")
+    finally:
+        server.stop()
+
+
+def test_numeric_feed_page_fits_a_phone_with_a_value_axis_of_its_own(world, globex_feed, browser):
+    now = time.time()
+    samples_append(
+        feed=globex_feed.feed,
+        values=[(20 + 5 * math.sin(i / 9) + i / 40, now - 300 + i * 2) for i in range(150)],
+    )
+    server = Daphne().start()
+    try:
+        page = browser.new_page(viewport=PHONE)
+        sign_in(page, server, "charlie", globex_feed.feed.get_absolute_url())
+        page.wait_for_function(LIVE)
+        page.wait_for_function("document.getElementById('chart').dataset.points === '150'")
+        page.screenshot(path=str(SCREENSHOTS / "feed-numeric-phone.png"), full_page=True)
+        layout = page.evaluate(OVERFLOW)
+        assert layout["past"] == [] and layout["scrollWidth"] <= layout["width"]
+        axes = ticks(page, "chart")
+        values = [float(label) for label in axes["y"]]
+        assert values[0] <= 15.5 and values[-1] >= 26  # the range of the samples, not 0 to 1
+        assert all(len(label.split(":")) >= 2 for label in axes["x"]) and len(axes["x"]) >= 2
+        assert page.locator("#posterior").count() == 0
+        assert "Mean" in page.locator("#chart-caption").text_content()
     finally:
         server.stop()
