@@ -170,13 +170,13 @@
     }
     ctx.textBaseline = "top";
     ctx.textAlign = "center";
-    let lastRight = area.left - yLabelWidth / 2;  // clear of the value axis's lowest label
+    let lastRight = -Infinity;
     for (const t of xTicks) {
       const px = Math.round(x(t.at)) + 0.5;
       ctx.strokeStyle = COLORS.axis;
       ctx.beginPath(); ctx.moveTo(px, area.bottom); ctx.lineTo(px, area.bottom + 4); ctx.stroke();
       const half = ctx.measureText(t.label).width / 2;
-      if (px - half > lastRight + 4 && px + half <= w) {  // never overlap, never clip
+      if (px - half > lastRight + 4 && px - half >= 0 && px + half <= w) {  // no overlap, no clip
         ctx.fillText(t.label, px, area.bottom + 8);
         lastRight = px + half;
       }
