@@ -60,3 +60,15 @@ def feed_by_reference(tenant, ref: str) -> Feed:
             f"Several feeds of {tenant.slug!r} are named {ref!r}; use a UUID: {uuids}"
         )
     return matches[0]
+
+
+def sample_rows(
+    feed_id: int, *, after_seq: int, through_seq: int, limit: int
+) -> list[tuple[int, float, float, str]]:
+    """``(seq, value, ts, stats_json)`` of samples in ``(after_seq, through_seq]``, in seq order.
+
+    Keyset pagination on the (feed, seq) unique index: each page costs the same
+    however far into the history it starts.
+    """
+    rows = Sample.objects.filter(feed_id=feed_id, seq__gt=after_seq, seq__lte=through_seq)
+    return list(rows.order_by("seq").values_list("seq", "value", "ts", "stats_json")[:limit])

@@ -1,17 +1,20 @@
 import asyncio
 import json
+import re
+from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from streams import access, selectors, services
+from streams import access, history, selectors, services
 from streams.consumers import viewer_details
-from streams.events import sample_frame
+from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
 from streamsite.control import AccessWatch, Credential
 from tenants.access import tenants_of, tenants_where
@@ -22,6 +25,10 @@ RECENT_ON_PAGE = 200
 # An SSE client this many frames behind is dropped; it resumes with Last-Event-ID.
 SSE_MAX_BACKLOG = 10_000
 SSE_KEEPALIVE_SECONDS = 15
+# The history download reads this many samples per query, so memory stays
+# bounded whatever the limit.
+HISTORY_PAGE = 1_000
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @login_required
@@ -50,12 +57,20 @@ def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
     recent = [
         sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
     ]
+    can_manage = access.feed_for_manager(request.user, feed.uuid) is not None
+    share_url = None
+    if can_manage and feed.share_key:
+        share_url = request.build_absolute_uri(f"{feed.get_absolute_url()}?key={feed.share_key}")
     return render(
         request,
         "streams/feed_detail.html",
         {
             "feed": feed,
             "key": key or "",
+            "can_manage": can_manage,
+            "share_url": share_url,
+            "history_limit": history.HISTORY_MAX_LIMIT,
+            "history_limit_text": f"{history.HISTORY_MAX_LIMIT:,}",
             "bootstrap": {
                 "uuid": str(feed.uuid),
                 "kind": feed.kind,
@@ -65,6 +80,82 @@ def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
             },
         },
     )
+
+
+@csrf_exempt  # POST is authorised by the producer token, not by a cookie
+@require_http_methods(["GET", "POST"])
+def feed_samples(request: HttpRequest, feed_uuid) -> HttpResponse:
+    """``/api/feeds/<uuid>/samples/``: GET reads the feed's history, POST publishes."""
+    if request.method == "GET":
+        return sample_history(request, feed_uuid)
+    return publish_samples(request, feed_uuid)
+
+
+def sample_history(request: HttpRequest, feed_uuid) -> HttpResponse:
+    """``GET /api/feeds/<uuid>/samples/?since=&limit=&format=csv|json``.
+
+    Who may watch the feed (streams.access.feed_for_viewer) may download it:
+    the samples after ``since`` in seq order, at most ``limit``, up to the
+    newest one at the time of the request; streamed, one page of samples
+    read at a time.
+    """
+    key = request.GET.get("key")
+    feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
+    if feed is None:
+        return JsonResponse(
+            {"type": "error", "error": "not_found", "message": "no such feed"}, status=404
+        )
+    try:
+        query = history.parse_history_query(request.GET)
+    except history.BadHistoryQuery as exc:
+        return JsonResponse(
+            {"type": "error", "error": "bad_param", "param": exc.param, "message": exc.message},
+            status=400,
+        )
+    rows = _history_rows(feed.pk, since=query.since, through=feed.last_seq, limit=query.limit)
+    if query.format == "csv":
+        response = StreamingHttpResponse(
+            _history_csv(feed.kind, rows), content_type="text/csv; charset=utf-8"
+        )
+        name = _CONTROL_CHARACTERS.sub(" ", feed.name)
+        response["Content-Disposition"] = content_disposition_header(True, f"{name} samples.csv")
+    else:
+        response = StreamingHttpResponse(
+            _history_json(feed.kind, rows), content_type="application/json"
+        )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+async def _history_rows(
+    feed_id: int, *, since: int, through: int, limit: int
+) -> AsyncIterator[list[tuple[int, float, float, str]]]:
+    """Pages of ``(seq, value, ts, stats_json)``, each read by its own query in a thread."""
+    read = database_sync_to_async(selectors.sample_rows)
+    after, left = since, limit
+    while left > 0:
+        page = await read(
+            feed_id, after_seq=after, through_seq=through, limit=min(HISTORY_PAGE, left)
+        )
+        if not page:
+            return
+        yield page
+        after, left = page[-1][0], left - len(page)
+
+
+async def _history_csv(kind: str, pages: AsyncIterator) -> AsyncIterator[str]:
+    yield history.csv_header(kind)
+    async for page in pages:
+        yield "".join(history.csv_row(kind, *row) for row in page)
+
+
+async def _history_json(kind: str, pages: AsyncIterator) -> AsyncIterator[str]:
+    """A JSON array of ``sample`` frames, as the viewer socket sends them."""
+    separator = "["
+    async for page in pages:
+        yield separator + ",\n".join(sample_frame_text(kind, *row) for row in page)
+        separator = ",\n"
+    yield "[]\n" if separator == "[" else "]\n"
 
 
 @csrf_exempt  # authorised by the producer token, not by a cookie

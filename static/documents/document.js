@@ -77,11 +77,16 @@
     }
   }
 
-  function onState(state, delay) {
+  function onState(state, delay, reason) {
     statusEl.dataset.state = state;
-    statusEl.textContent = state === "reconnecting" && delay
-      ? `reconnecting in ${(delay / 1000).toFixed(1)} s…` : state;
+    statusEl.textContent = LiveSocket.describe(state, delay);
     if (state !== "live") $("watching").textContent = "–";
+    if (state === "stopped") {
+      // Why the page stopped stays on it (an error frame's message fades).
+      clearTimeout(errorTimer);
+      errorEl.textContent = reason;
+      errorEl.hidden = false;
+    }
   }
 
   // On every (re)connect the server sends the current shared page first.
