@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -38,6 +39,8 @@ MB = 1024 * 1024
 # The probe's bounds: generous, for a busy shared 2-core machine.
 HANDSHAKE_P95_SECONDS = 2.0
 PAGE_P95_SECONDS = 3.0
+# A sign-in hashes a password (PBKDF2, a second of CPU on this machine when it is busy).
+SIGN_IN_P95_SECONDS = 4.0
 
 
 def p95(values: list[float]) -> float:
@@ -302,7 +305,7 @@ class ProbeReport:
         for name, times, failures, bound in (
             ("viewer handshake", self.handshakes, self.handshake_failures, HANDSHAKE_P95_SECONDS),
             ("page load", self.pages, self.page_failures, PAGE_P95_SECONDS),
-            ("sign-in", self.sign_ins, self.sign_in_failures, PAGE_P95_SECONDS),
+            ("sign-in", self.sign_ins, self.sign_in_failures, SIGN_IN_P95_SECONDS),
         ):
             if failures:
                 found.append(f"probe: {len(failures)} {name}s failed: {failures[:3]}")
@@ -331,7 +334,7 @@ class Probe:
     From PROBE_ADDRESS: publishes a sample every 20 ms on its own feed (answers
     are collected as they come, acks counted), opens a viewer handshake every
     200 ms (time to the ``hello`` frame), loads its feed and document pages
-    every 300 ms, and with ``sign_in`` signs in to its account once a second.
+    every 300 ms, and with ``sign_in`` signs in to its account every 2 s.
     """
 
     def __init__(self, server: Daphne, neighbour: Neighbour, *, sign_in: bool = False) -> None:
@@ -460,7 +463,7 @@ class Probe:
                 self.report.pages.append(answer.seconds)
 
     async def _sign_ins(self) -> None:
-        while await self._every(1.0):
+        while await self._every(2.0):
             browser = Browser(self.server, source=PROBE_ADDRESS)
             try:
                 await asyncio.to_thread(browser.csrf)
@@ -497,6 +500,9 @@ async def under_probe(
     cooldown: float = 0.6,
 ) -> Outcome:
     """Run ``attack`` while the neighbour's probe runs and the server's RSS is sampled."""
+    # asyncio.to_thread's default pool has cpu + 4 threads: an attack that holds
+    # six would starve the probe's page loads on the client side.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
     with RssSampler(server) as rss:
         probe = Probe(server, neighbour, sign_in=sign_in).start()
         await asyncio.sleep(warmup)
