@@ -48,14 +48,19 @@ def start_server(tmp_path, **env: Any) -> Daphne:
 
 
 def report_server_log(server: Daphne) -> None:
-    """Print how many tracebacks the server logged, and the last one."""
+    """Print the tracebacks the server logged, counted by the exception that ended each."""
     if server.log_path is None or not server.log_path.exists():
         return
-    text = server.log_path.read_text(errors="replace")
-    count = text.count("Traceback (most recent call last)")
-    if count:
-        last = text[text.rindex("Traceback (most recent call last)") :]
-        print(f"\nserver log: {count} tracebacks; the last:\n{last[-1500:]}")
+    endings: dict[str, int] = {}
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            ending = next(
+                (later for later in lines[number + 1 :] if not later.startswith(" ")), "?"
+            )
+            endings[ending[:160]] = endings.get(ending[:160], 0) + 1
+    if endings:
+        print(f"\nserver log: {sum(endings.values())} tracebacks, ending in: {endings}")
 
 
 @pytest.fixture
