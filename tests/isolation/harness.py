@@ -101,7 +101,10 @@ def http_request(
     )
     started = time.monotonic()
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (and closed) before taking the whole body: read it
         response = connection.getresponse()
         data = response.read()
         return Answer(response.status, response.getheaders(), data, time.monotonic() - started)

@@ -76,7 +76,9 @@ async def open_websocket(url: str, *, headers: dict[str, str], publish: bool) ->
         return Opened(False, None, exc.response.status_code, None)
     try:
         if publish:  # a publish socket says nothing until it is sent something
-            await socket.send(json.dumps({"value": 1}))
+            # A refused socket may be closed already; its error frame is still there to read.
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await socket.send(json.dumps({"value": 1}))
         frame = await first_frame(socket)
     except (websockets.ConnectionClosed, TimeoutError):
         return Opened(False, None, socket.close_code, socket)
