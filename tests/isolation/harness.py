@@ -320,7 +320,9 @@ class ProbeReport:
             if failures:
                 found.append(f"probe: {len(failures)} {name}s failed: {failures[:3]}")
             if times and p95(times) > bound:
-                found.append(f"probe: {name} p95 {p95(times):.2f} s > {bound} s ({summary(times)})")
+                found.append(
+                    f"probe: {name} p95 {p95(times):.2f} s > {bound:.1f} s ({summary(times)})"
+                )
         # A stalled server shows as failures (each handshake and page has a timeout).
         if not self.handshakes:
             found.append("probe: no viewer handshake completed")
