@@ -175,9 +175,5 @@ class Client:
     ) -> AsyncGenerator[Page, None]:
         """The shared page now and after every change: ``async for page in ...``."""
         async with self.document(document_uuid, key=key, session_cookie=session_cookie) as doc:
-            pages = doc.pages()
-            try:
-                async for page in pages:
-                    yield page
-            finally:
-                await pages.aclose()
+            async for page in doc.pages():
+                yield page

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -119,28 +118,15 @@ class DocumentSession:
         self._drop_requests(ConnectionLost("the session was closed"))
         self._tell_subscribers(self._fatal or StopAsyncIteration())
 
-    def pages(self) -> AsyncGenerator[Page, None]:
+    def pages(self) -> PageIterator:
         """The shared page now, then after every change, until the session closes."""
         queue: asyncio.Queue[Page | BaseException] = asyncio.Queue()
         if self.page is not None:
             queue.put_nowait(self.page)
+        elif self._fatal is not None:
+            queue.put_nowait(self._fatal)
         self._subscribers.append(queue)
-        return self._pages(queue)
-
-    async def _pages(
-        self, queue: asyncio.Queue[Page | BaseException]
-    ) -> AsyncGenerator[Page, None]:
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, StopAsyncIteration):
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(queue)
+        return PageIterator(self, queue)
 
     async def turn(self, page_no: int) -> Page:
         """Move every viewer to page ``page_no`` of the current version."""
@@ -281,3 +267,30 @@ class DocumentSession:
     def _tell_subscribers(self, item: BaseException) -> None:
         for queue in self._subscribers:
             queue.put_nowait(item)
+
+
+class PageIterator:
+    """``async for page in session.pages()``: each new shared page, in order."""
+
+    def __init__(
+        self, session: DocumentSession, queue: asyncio.Queue[Page | BaseException]
+    ) -> None:
+        self._session = session
+        self._queue = queue
+
+    def __aiter__(self) -> PageIterator:
+        return self
+
+    async def __anext__(self) -> Page:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            await self.aclose()
+            if isinstance(item, StopAsyncIteration):
+                raise StopAsyncIteration
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._session._subscribers.remove(self._queue)
+        self._queue.put_nowait(StopAsyncIteration())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -67,16 +67,18 @@ class FeedStream:
         self._on_resync = on_resync
         self._iterators: list[AsyncGenerator[Any, None]] = []
 
-    def __aiter__(self) -> AsyncIterator[Sample]:
+    def __aiter__(self) -> SampleIterator:
         return self.samples()
 
-    def samples(self) -> AsyncGenerator[Sample, None]:
+    def samples(self) -> SampleIterator:
         """The samples (what ``async for sample in stream`` iterates)."""
-        return self._track(self._samples())
+        return SampleIterator(self.events(), self._on_resync)
 
     def events(self) -> AsyncGenerator[FeedEvent, None]:
         """Every event: Hello (each connection), Sample, Resync, Presence, Disconnected."""
-        return self._track(self._events())
+        events = self._events()
+        self._iterators.append(events)
+        return events
 
     async def __aenter__(self) -> FeedStream:
         return self
@@ -91,23 +93,6 @@ class FeedStream:
         for iterator in self._iterators:
             await iterator.aclose()
         self._iterators.clear()
-
-    def _track(self, iterator: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
-        self._iterators.append(iterator)
-        return iterator
-
-    async def _samples(self) -> AsyncGenerator[Sample, None]:
-        events = self._events()
-        try:
-            async for event in events:
-                if isinstance(event, Sample):
-                    yield event
-                elif isinstance(event, Resync):
-                    if self._on_resync is None:
-                        raise ResyncError(event)
-                    self._on_resync(event)
-        finally:
-            await events.aclose()
 
     def _url(self) -> str:
         query = {"key": self._credentials.key, "since": self.last_seq}
@@ -189,3 +174,34 @@ class FeedStream:
             delay = retry.failed(failure.reason, slow=failure.slow)
             yield Disconnected(failure.reason, delay, code=failure.code, status=failure.status)
             await asyncio.sleep(delay)
+
+
+class SampleIterator:
+    """The samples of a FeedStream's events; raises ResyncError on a Resync unless
+    ``on_resync`` takes it. (A plain iterator over the one async generator that owns
+    the connection, so that closing either closes the connection exactly once.)"""
+
+    def __init__(
+        self,
+        events: AsyncGenerator[FeedEvent, None],
+        on_resync: Callable[[Resync], None] | None,
+    ) -> None:
+        self._events = events
+        self._on_resync = on_resync
+
+    def __aiter__(self) -> SampleIterator:
+        return self
+
+    async def __anext__(self) -> Sample:
+        while True:
+            event = await self._events.__anext__()
+            if isinstance(event, Sample):
+                return event
+            if isinstance(event, Resync):
+                if self._on_resync is None:
+                    await self._events.aclose()
+                    raise ResyncError(event)
+                self._on_resync(event)
+
+    async def aclose(self) -> None:
+        await self._events.aclose()

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from streamsite_client.backoff import Backoff
 from streamsite_client.client import Client as AsyncClient
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     import pandas
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _AsyncIterator(Protocol[T_co]):
+    """An async iterator that can be closed: async generators, SampleIterator, PageIterator."""
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    def aclose(self) -> Awaitable[object]: ...
 
 
 class _LoopThread:
@@ -48,25 +57,28 @@ class _LoopThread:
             raise RuntimeError("the client is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def iterate(self, make: Callable[[], AsyncGenerator[T, None]]) -> Iterator[T]:
-        """A blocking iterator over an async generator made (and closed) on the loop."""
+    def iterate(self, make: Callable[[], _AsyncIterator[T]]) -> Iterator[T]:
+        """A blocking iterator over an async iterator made (and closed) on the loop."""
 
-        async def create() -> AsyncGenerator[T, None]:
+        async def create() -> _AsyncIterator[T]:
             return make()
 
-        async def step(generator: AsyncGenerator[T, None]) -> T:
-            return await generator.__anext__()
+        async def step(iterator: _AsyncIterator[T]) -> T:
+            return await iterator.__anext__()
 
-        generator = self.run(create())
+        async def close(iterator: _AsyncIterator[T]) -> None:
+            await iterator.aclose()
+
+        iterator = self.run(create())
         try:
             while True:
                 try:
-                    yield self.run(step(generator))
+                    yield self.run(step(iterator))
                 except StopAsyncIteration:
                     return
         finally:
             if not self.loop.is_closed():
-                self.run(generator.aclose())
+                self.run(close(iterator))
 
     def close(self) -> None:
         if not self.loop.is_closed():
