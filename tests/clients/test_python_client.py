@@ -31,7 +31,12 @@ from streamsite_client import sync as sync_client
 from documents.services import document_create
 from streams.models import FeedKind, ProducerKind
 from streams.models import Sample as StoredSample
-from streams.services import feed_create, feed_share_key_rotate, producer_create
+from streams.services import (
+    feed_create,
+    feed_share_key_rotate,
+    producer_create,
+    producer_token_revoke,
+)
 from tests.conftest import ROOT, Daphne, server_env, session_cookie_for
 from tests.documents.conftest import numbers_tsv
 
@@ -56,10 +61,17 @@ def bernoulli(acme_feed):
 
 
 @pytest.fixture
-def numeric_feed(world):
-    """A numeric feed of acme with an external producer: (feed, token)."""
+def numeric_producer(world):
+    """A numeric feed of acme with an external producer: (feed, producer, token)."""
     feed = feed_create(tenant=world.acme, name="levels", kind=FeedKind.NUMERIC, share=True)
-    _, token = producer_create(feed=feed, kind=ProducerKind.EXTERNAL)
+    producer, token = producer_create(feed=feed, kind=ProducerKind.EXTERNAL)
+    return feed, producer, token
+
+
+@pytest.fixture
+def numeric_feed(numeric_producer):
+    """(feed, token) of numeric_producer."""
+    feed, _, token = numeric_producer
     return feed, token
 
 
@@ -313,7 +325,7 @@ def test_resends_after_the_server_goes_away_store_each_sample_exactly_once(
     assert stored_values(feed) == [float(i) for i in range(1, count + 1)]
 
 
-def test_a_revoked_token_fails_the_publisher_at_the_handshake(daphne, numeric_feed):
+def test_a_wrong_token_is_refused_at_the_handshake(daphne, numeric_feed):
     feed, _ = numeric_feed
     client = Client(daphne.http, token="not-the-token")
 
@@ -323,6 +335,32 @@ def test_a_revoked_token_fails_the_publisher_at_the_handshake(daphne, numeric_fe
 
     with pytest.raises(AccessDenied):
         asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_revoking_the_token_while_publishing_fails_what_is_pending_and_stops(
+    daphne, numeric_producer
+):
+    feed, producer, token = numeric_producer
+    client = Client(daphne.http, token=token, backoff=FAST)
+
+    async def scenario():
+        publisher = client.publisher(str(feed.uuid))
+        await publisher.start()
+        first = await publisher.send(1.0)
+        await first
+        await asyncio.to_thread(producer_token_revoke, producer=producer)
+        with pytest.raises(AccessRevoked):
+            async with asyncio.timeout(30):
+                while True:  # until the server closes 4403, samples are still taken
+                    await (await publisher.send(2.0))
+                    await asyncio.sleep(0.05)
+        with pytest.raises(AccessRevoked):
+            await publisher.flush()
+        reconnects = publisher.reconnects
+        await publisher.abort()
+        return reconnects
+
+    assert asyncio.run(scenario()) == 0
 
 
 # -- documents ----------------------------------------------------------------------
