@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from streamsite_client import Backoff, GaveUp, Sample
+from streamsite_client import AccessDenied, Backoff, GaveUp, Sample
 from streamsite_client._connection import Credentials, Endpoint
 from streamsite_client.backoff import Retry
 from streamsite_client.history import parse_rows, to_dataframe
+from streamsite_client.sync import Client as SyncClient
 
 
 def test_backoff_doubles_up_to_its_maximum_with_jitter_below_the_ceiling():
@@ -89,3 +93,51 @@ def test_history_as_a_dataframe_indexed_by_seq():
     assert list(frame.index) == [4, 5]
     assert list(frame["value"]) == [2.0, 2.5] and list(frame["stats_n"]) == [4, 5]
     assert frame["time"].iloc[0] == pandas.Timestamp(104.0, unit="s", tz="UTC")
+
+
+class HistoryHandler(BaseHTTPRequestHandler):
+    """Answers like Streamsite's history endpoint: a JSON array of sample frames
+    after ``since``, at most ``limit`` (capped at 7 here, to exercise paging)."""
+
+    stored = [row(seq) for seq in range(1, 24)]
+    requests: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        type(self).requests.append(query)
+        if query.get("key") != "K":
+            self.send_response(404)
+            self.end_headers()
+            return
+        since, limit = int(query.get("since", 0)), min(int(query.get("limit", 10_000)), 7)
+        body = json.dumps([r for r in self.stored if r["seq"] > since][:limit]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def history_server():
+    HistoryHandler.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HistoryHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_history_pages_through_everything_and_honours_since_and_limit(history_server):
+    with SyncClient(history_server, key="K") as client:
+        everything = client.history("f")
+        some = client.history("f", since=5, limit=10)
+        with pytest.raises(AccessDenied):
+            client.history("f", key="wrong")
+    assert [s.seq for s in everything] == list(range(1, 24))
+    assert everything[0] == Sample(1, 0.5, 101.0) and everything[0].stats == {"n": 1}
+    assert [s.seq for s in some] == list(range(6, 16))
+    assert all(r["format"] == "json" for r in HistoryHandler.requests)
