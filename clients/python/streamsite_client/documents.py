@@ -86,13 +86,16 @@ class DocumentSession:
         await self.close()
 
     async def start(self) -> Page:
-        """Connect and return the shared page (AccessDenied if refused)."""
+        """Connect and return the shared page (AccessDenied if refused; a server that is
+        away is retried with backoff until it answers)."""
         if self._task is None:
-            socket = await open_socket(
-                self._url(), self._headers(), open_timeout=self._open_timeout,
-                max_size=MAX_FRAME_BYTES,
-            )  # fmt: skip
-            self._task = asyncio.create_task(self._run(socket), name="streamsite-document")
+            socket: ClientConnection | None = None
+            failure: Failure | None = None
+            try:
+                socket = await self._open()
+            except RETRYABLE as exc:  # the server is away: keep trying in the background
+                failure = failure_of(exc)
+            self._task = asyncio.create_task(self._run(socket, failure), name="streamsite-document")
         return await self.current()
 
     async def current(self) -> Page:
@@ -123,8 +126,10 @@ class DocumentSession:
         queue: asyncio.Queue[Page | BaseException] = asyncio.Queue()
         if self.page is not None:
             queue.put_nowait(self.page)
-        elif self._fatal is not None:
+        if self._fatal is not None:
             queue.put_nowait(self._fatal)
+        elif self._closing:
+            queue.put_nowait(StopAsyncIteration())
         self._subscribers.append(queue)
         return PageIterator(self, queue)
 
@@ -172,9 +177,13 @@ class DocumentSession:
     def _headers(self) -> dict[str, str]:
         return self._endpoint.headers(self._credentials)
 
-    async def _run(self, socket: ClientConnection | None) -> None:
+    async def _open(self) -> ClientConnection:
+        return await open_socket(
+            self._url(), self._headers(), open_timeout=self._open_timeout, max_size=MAX_FRAME_BYTES
+        )
+
+    async def _run(self, socket: ClientConnection | None, failure: Failure | None) -> None:
         retry = Retry(self._backoff)
-        failure: Failure | None = None
         try:
             while True:
                 if socket is not None:
@@ -189,10 +198,7 @@ class DocumentSession:
                 assert failure is not None
                 await asyncio.sleep(retry.failed(failure.reason, slow=failure.slow))
                 try:
-                    socket = await open_socket(
-                        self._url(), self._headers(), open_timeout=self._open_timeout,
-                        max_size=MAX_FRAME_BYTES,
-                    )  # fmt: skip
+                    socket = await self._open()
                 except RETRYABLE as exc:
                     failure = failure_of(exc)
         except StreamsiteError as exc:
