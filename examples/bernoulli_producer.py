@@ -25,7 +25,9 @@ async def main(url: str, feed: str, token: str, p: float, interval: float, count
 
 if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("url"), args.add_argument("feed"), args.add_argument("--token", required=True)
+    args.add_argument("url")
+    args.add_argument("feed")
+    args.add_argument("--token", required=True)
     args.add_argument("--p", type=float, default=0.72)
     args.add_argument("--interval", type=float, default=0.1)
     args.add_argument("--count", type=int, default=0, help="stop after N samples (0: never)")

@@ -23,7 +23,9 @@ async def main(url: str, feed: str, key: str, since: int | None, count: int) -> 
 
 if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("url"), args.add_argument("feed"), args.add_argument("--key", required=True)
+    args.add_argument("url")
+    args.add_argument("feed")
+    args.add_argument("--key", required=True)
     args.add_argument("--since", type=int, default=None, help="replay after this seq")
     args.add_argument("--count", type=int, default=0, help="stop after N samples (0: never)")
     a = args.parse_args()

@@ -20,7 +20,9 @@ async def main(url: str, feed: str, token: str, tacks: int, delay: float) -> Non
 
 if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("url"), args.add_argument("feed"), args.add_argument("--token", required=True)
+    args.add_argument("url")
+    args.add_argument("feed")
+    args.add_argument("--token", required=True)
     args.add_argument("-t", "--tacks", type=int, default=5, help="number of clock ticks")
     args.add_argument("-d", "--delay", type=float, default=1.0, help="clock interval (s)")
     a = args.parse_args()

@@ -28,8 +28,11 @@ async def main(a: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("url"), args.add_argument("clock"), args.add_argument("--key", required=True)
-    args.add_argument("pin"), args.add_argument("--token", required=True)
+    args.add_argument("url")
+    args.add_argument("clock")
+    args.add_argument("--key", required=True)
+    args.add_argument("pin")
+    args.add_argument("--token", required=True)
     args.add_argument("--chance", type=float, default=0.6)
     args.add_argument("--since", type=int, default=None, help="replay ticks after this seq")
     args.add_argument("--count", type=int, default=0, help="stop after N ticks (0: never)")

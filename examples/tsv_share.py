@@ -34,7 +34,9 @@ async def main(a: argparse.Namespace, data: bytes | None) -> None:
 
 if __name__ == "__main__":
     args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("url"), args.add_argument("document"), args.add_argument("--key")
+    args.add_argument("url")
+    args.add_argument("document")
+    args.add_argument("--key")
     args.add_argument("--upload", help="a TSV file to upload as the new version")
     args.add_argument("--page", type=int, help="turn everyone to this page")
     args.add_argument("--count", type=int, default=0, help="stop after N pages shown (0: never)")
