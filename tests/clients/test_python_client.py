@@ -24,6 +24,7 @@ from streamsite_client import (
     Presence,
     PublishError,
     PublishFailed,
+    ResyncError,
     Sample,
 )
 from streamsite_client import sync as sync_client
@@ -143,6 +144,41 @@ def test_follow_since_replays_what_was_stored_then_goes_live(daphne, numeric_fee
     got = asyncio.run(scenario())
     assert [(s.seq, s.value) for s in got] == [(3, 3), (4, 4), (5, 5), (6, 6.5)]
     assert got[-1].stats["n"] == 6
+
+
+def test_a_follower_too_far_behind_gets_resync_error_naming_what_it_missed(world, numeric_feed):
+    feed, token = numeric_feed
+    server = Daphne(FEED_REPLAY_LIMIT="5").start()  # replays at most 5 samples
+    try:
+        client = Client(server.http, key=feed.share_key, token=token, backoff=FAST)
+
+        async def scenario():
+            async with client.publisher(str(feed.uuid)) as publisher:
+                for value in range(1, 21):
+                    await publisher.send(value)
+            with pytest.raises(ResyncError) as caught:
+                async for _ in client.follow(str(feed.uuid), since=2):
+                    pass
+            missed, resynced = [], asyncio.Event()
+
+            def on_resync(resync):
+                missed.append(resync)
+                resynced.set()
+
+            stream = client.follow(str(feed.uuid), since=2, on_resync=on_resync)
+            async with stream:
+                first = asyncio.create_task(anext(aiter(stream)))  # goes on live after it
+                await resynced.wait()
+                async with client.publisher(str(feed.uuid)) as publisher:
+                    await publisher.send(21)
+                return caught.value.resync, missed, await first
+
+        resync, missed, sample = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        server.stop()
+    assert (resync.since, resync.resume_seq, resync.oldest_seq) == (2, 20, 1)
+    assert missed == [resync]
+    assert (sample.seq, sample.value) == (21, 21)
 
 
 def test_revoking_the_share_key_while_following_raises_access_revoked_without_reconnecting(
