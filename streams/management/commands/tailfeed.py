@@ -1,9 +1,17 @@
 import asyncio
-import json
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import websockets
 from django.core.management.base import BaseCommand, CommandError
+from streamsite_client import (
+    AccessDenied,
+    Backoff,
+    Client,
+    Closed,
+    Disconnected,
+    FeedEvent,
+    Hello,
+    Resync,
+    Sample,
+)
 
 from streams.models import Feed
 
@@ -32,66 +40,54 @@ class Command(BaseCommand):
             asyncio.run(tail.run())
         except KeyboardInterrupt:
             pass
+        except AccessDenied as exc:
+            raise CommandError("Refused: no such feed, or a wrong key.") from exc
+        except Closed as exc:
+            raise CommandError(f"Stopped: {exc}") from exc
 
 
 class FeedTail:
+    """Prints the events of streamsite_client's FeedStream: the library reconnects,
+    resumes with ``since`` and drops duplicates; this only formats."""
+
     def __init__(
         self, out, *, url: str, feed: str, key: str, count: int, retry_seconds: float, **_
     ):
         self.out = out
-        self.base = urlsplit(url)
-        self.feed = feed
-        self.key = key
         self.count = count
-        self.retry_seconds = retry_seconds
-        self.last_seq: int | None = None
+        # A fixed pause between attempts, as before: no growth, no jitter.
+        retry = Backoff(initial=retry_seconds, maximum=retry_seconds, jitter=0.0, slow_start=1)
+        self.stream = Client(url, key=key, backoff=retry, open_timeout=5).follow(feed)
         self.printed = 0
-
-    def socket_url(self) -> str:
-        query = {"key": self.key}
-        if self.last_seq is not None:
-            query["since"] = str(self.last_seq)
-        scheme = "wss" if self.base.scheme in ("https", "wss") else "ws"
-        path = f"/ws/feeds/{self.feed}/"
-        return urlunsplit((scheme, self.base.netloc, path, urlencode(query), ""))
 
     def say(self, text: str) -> None:
         self.out.write(text)
         self.out.flush()
 
     async def run(self) -> None:
-        while True:
-            try:
-                async with websockets.connect(self.socket_url(), open_timeout=5) as socket:
-                    async for message in socket:
-                        if self.handle(json.loads(message)):
-                            return
-            except websockets.InvalidStatus as exc:
-                if exc.response.status_code == 403:
-                    raise CommandError("Refused: no such feed, or a wrong key.") from exc
-                self.say(f"server answered {exc.response.status_code}; retrying")
-            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                self.say(f"server away ({exc.__class__.__name__}); retrying")
-            await asyncio.sleep(self.retry_seconds)
+        async with self.stream:
+            async for event in self.stream.events():
+                if self.handle(event):
+                    return
 
-    def handle(self, frame: dict) -> bool:
-        """Print one frame; True when --count samples have been printed."""
-        kind = frame.get("type")
-        if kind == "hello":
-            if self.last_seq is None:
-                self.last_seq = frame["last_seq"]
-            self.say(f"watching {frame['feed']['name']} from seq {self.last_seq}")
-        elif kind == "resync":
-            self.say(f"resync: {frame['reason']}")
-            self.last_seq = None
-        elif kind == "sample" and frame["seq"] > (self.last_seq or 0):
-            self.last_seq = frame["seq"]
-            stats = frame["stats"]
+    def handle(self, event: FeedEvent) -> bool:
+        """Print one event; True when --count samples have been printed."""
+        if isinstance(event, Hello):
+            self.say(f"watching {event.name} from seq {self.stream.last_seq}")
+        elif isinstance(event, Resync):
+            self.say(f"resync: {event.reason}")
+        elif isinstance(event, Disconnected):
+            if event.status is not None:
+                self.say(f"server answered {event.status}; retrying")
+            else:
+                self.say(f"server away ({event.reason}); retrying")
+        elif isinstance(event, Sample):
+            stats = event.stats
             if "alpha" in stats:
                 numbers = f"alpha={stats['alpha']} beta={stats['beta']} mean={stats['mean']:.4f}"
             else:
                 numbers = f"mean={stats['mean']:.6g} variance={stats['variance']:.6g}"
-            self.say(f"seq={frame['seq']} value={frame['value']} {numbers}")
+            self.say(f"seq={event.seq} value={event.value} {numbers}")
             self.printed += 1
             return bool(self.count) and self.printed >= self.count
         return False
