@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from documents import tsv
-from documents.tsv import ERROR_CODES, ParsedTSV, TSVError, TSVLimits, export_tsv, parse_tsv
+from documents.tsv import (
+    ERROR_CODES,
+    ParsedTSV,
+    TSVError,
+    TSVLimits,
+    export_tsv,
+    pack_tsv,
+    pad_row,
+    parse_tsv,
+)
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 BAD: dict[str, dict[str, Any]] = json.loads((CORPUS / "bad" / "MANIFEST.json").read_text())
@@ -31,7 +40,8 @@ def error_of(data: str | bytes, **limits: int) -> TSVError:
 
 
 def table(parsed: ParsedTSV) -> tuple[list[str], list[list[str]]]:
-    return parsed.columns, parsed.rows
+    """The table a person sees: every row padded to the columns."""
+    return parsed.columns, [pad_row(row, len(parsed.columns)) for row in parsed.rows]
 
 
 # --- The corpus ---------------------------------------------------------------
@@ -60,7 +70,7 @@ def test_good_file_parses_to_the_expected_table(name: str) -> None:
     assert {
         "encoding": parsed.encoding,
         "columns": parsed.columns,
-        "rows": parsed.rows,
+        "rows": table(parsed)[1],
         "padded_lines": parsed.padded_lines,
         "warnings": parsed.warnings,
     } == expected
@@ -99,7 +109,7 @@ def test_closing_quote_followed_by_text_keeps_the_whole_field_literal() -> None:
 def test_rows_after_a_literal_quoted_field_keep_their_line_numbers() -> None:
     parsed = parse('a\tb\n"x"y\t1\n"multi\nline"\t2\nshort\n')
 
-    assert parsed.rows == [['"x"y', "1"], ["multi\nline", "2"], ["short", ""]]
+    assert table(parsed)[1] == [['"x"y', "1"], ["multi\nline", "2"], ["short", ""]]
     assert parsed.padded_lines == [5]
 
 
@@ -125,7 +135,7 @@ def test_doubled_quotes_do_not_close_a_quoted_field() -> None:
 def test_line_numbers_count_the_physical_lines_inside_quoted_fields() -> None:
     parsed = parse('a\tb\n"x\ny\r\nz\r"\t1\nshort\n')
 
-    assert parsed.rows == [["x\ny\r\nz\r", "1"], ["short", ""]]
+    assert table(parsed)[1] == [["x\ny\r\nz\r", "1"], ["short", ""]]
     assert parsed.padded_lines == [6]
 
 
@@ -166,7 +176,7 @@ def test_blank_and_whitespace_only_body_lines_are_skipped_silently(quote: str) -
 def test_quoted_whitespace_is_a_row_not_a_blank_line() -> None:
     parsed = parse('a\tb\n" "\t\n""\n')
 
-    assert parsed.rows == [[" ", ""], ["", ""]]
+    assert table(parsed)[1] == [[" ", ""], ["", ""]]
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
@@ -182,18 +192,20 @@ def test_form_feeds_and_unicode_line_separators_do_not_end_a_line(quote: str) ->
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
-def test_short_row_is_padded_and_reported(quote: str) -> None:
+def test_short_row_is_kept_short_shown_padded_and_reported(quote: str) -> None:
     parsed = parse(f"a\tb\tc\n{quote}1{quote}\t2\t3\n\n4\t5\n")
 
-    assert parsed.rows == [["1", "2", "3"], ["4", "5", ""]]
+    assert parsed.rows == [["1", "2", "3"], ["4", "5"]]
+    assert table(parsed)[1] == [["1", "2", "3"], ["4", "5", ""]]
     assert parsed.padded_lines == [4]
     assert parsed.warnings == ["Line 4 had 2 of 3 fields; padded."]
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
-def test_long_row_adds_generated_columns_and_pads_every_other_row(quote: str) -> None:
+def test_long_row_adds_generated_columns_that_are_empty_in_every_other_row(quote: str) -> None:
     parsed = parse(f"a\tb\n{quote}1{quote}\t2\n3\t4\t5\t6\n7\t8\n")
 
+    assert parsed.rows == [["1", "2"], ["3", "4", "5", "6"], ["7", "8"]]
     assert table(parsed) == (
         ["a", "b", "column_3", "column_4"],
         [["1", "2", "", ""], ["3", "4", "5", "6"], ["7", "8", "", ""]],
@@ -372,9 +384,13 @@ def test_export_accepts_any_iterable_of_rows() -> None:
     assert export_tsv(["n"], ([str(n)] for n in range(2))) == "n\n0\n1\n"
 
 
-def test_export_refuses_a_row_of_the_wrong_length() -> None:
-    with pytest.raises(ValueError, match="Row 2 has 1 cells; expected 2"):
-        export_tsv(["a", "b"], [["1", "2"], ["3"]])
+def test_export_pads_short_rows_to_the_columns() -> None:
+    assert export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == 'a\tb\tc\n1\t\t\n2\t3\t\n""\t\t\n'
+
+
+def test_export_refuses_a_row_longer_than_the_columns() -> None:
+    with pytest.raises(ValueError, match="Row 2 has 3 cells; expected at most 2"):
+        export_tsv(["a", "b"], [["1", "2"], ["3", "4", "5"]])
 
 
 def test_export_refuses_no_columns_and_nul_characters() -> None:
