@@ -16,7 +16,6 @@ from documents.tsv import (
     TSVError,
     TSVLimits,
     export_tsv,
-    pack_tsv,
     pad_row,
     parse_tsv,
 )
