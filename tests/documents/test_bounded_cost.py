@@ -74,9 +74,7 @@ def test_amplifying_upload_is_stored_and_framed_in_proportion_to_its_size(world)
 def test_amplifying_upload_holds_a_small_multiple_of_the_file(world):
     data = amplifying_tsv()
 
-    _, peak = peak_of(
-        lambda: services.document_create(tenant=world.acme, name="wide", data=data)
-    )
+    _, peak = peak_of(lambda: services.document_create(tenant=world.acme, name="wide", data=data))
 
     # Before: hundreds of MB (30 million padded cells). The rows as chunk JSON,
     # the decoded text and one chunk of lists remain.
@@ -104,9 +102,7 @@ def test_replacing_with_many_short_rows_holds_the_packed_rows_not_lists(world, a
     ],
 )
 def test_packing_a_pathological_file_holds_a_small_multiple_of_it(data):
-    packed, peak = peak_of(
-        lambda: tsv.pack_tsv(data, pack=services._chunk_json, rows_per_pack=100)
-    )
+    packed, peak = peak_of(lambda: tsv.pack_tsv(data, pack=services._chunk_json, rows_per_pack=100))
 
     assert packed.row_count >= 100_000
     assert peak <= 8 * len(data) + 1 * MB, f"{peak / MB:.1f} MB for {len(data) / MB:.1f} MB"

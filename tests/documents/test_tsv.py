@@ -384,7 +384,9 @@ def test_export_accepts_any_iterable_of_rows() -> None:
 
 
 def test_export_pads_short_rows_to_the_columns() -> None:
-    assert export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == 'a\tb\tc\n1\t\t\n2\t3\t\n""\t\t\n'
+    assert (
+        export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == 'a\tb\tc\n1\t\t\n2\t3\t\n""\t\t\n'
+    )
 
 
 def test_export_refuses_a_row_longer_than_the_columns() -> None:

@@ -160,7 +160,7 @@ TABLE = """() => Array.from(document.querySelectorAll('#sheet tbody tr')).map((t
 
 def test_ragged_rows_show_as_a_full_table_before_and_after_the_socket_renders(world, browser):
     """Rows are stored and sent as the file gave them; the page completes the short ones."""
-    data = b"a\tb\tc\n1\n2\t3\t4\n5\t6\t7\t8\n\"\"\t\n"
+    data = b'a\tb\tc\n1\n2\t3\t4\n5\t6\t7\t8\n""\t\n'
     ragged = document_create(tenant=world.acme, name="ragged", data=data).document
     expected = [["1"], ["2", "3", "4"], ["5", "6", "7", "8"], ["", ""]]
     server = Daphne().start()
