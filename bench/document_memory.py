@@ -110,7 +110,9 @@ async def upload(url: str, origin: str, data: bytes) -> tuple[dict, int]:
 
 
 def export(url: str) -> int:
-    with urllib.request.urlopen(url, timeout=300) as response:
+    # As behind the deploy recipe's proxy: else SECURE_SSL_REDIRECT sends us to https.
+    request = urllib.request.Request(url, headers={"X-Forwarded-Proto": "https"})
+    with urllib.request.urlopen(request, timeout=300) as response:
         size = 0
         while block := response.read(64 * 1024):
             size += len(block)
@@ -120,6 +122,7 @@ def export(url: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, default=ROOT)
+    parser.add_argument("--only", choices=["uploads", "exports"], help="one half only")
     args = parser.parse_args()
     target = StreamsiteTarget(project=args.project.resolve())
     target.setup()
@@ -135,7 +138,8 @@ def main() -> None:
             document = target.create_document(seed)
             origin = f"http://127.0.0.1:{target.port}"
             print(f"project {args.project}")
-            for name, data in (("amplifying 64 KB", amplifying()), ('8.7 MB "a"b', pathological())):
+            uploads = (("amplifying 64 KB", amplifying()), ('8.7 MB "a"b', pathological()))
+            for name, data in uploads if args.only != "exports" else ():
                 with Peak(pid) as peak:
                     start = time.perf_counter()
                     answer, frame_size = asyncio.run(upload(document.steer_url, origin, data))
@@ -147,6 +151,8 @@ def main() -> None:
                     f" database {sum(p.stat().st_size for p in database.parent.glob(database.name + '*')) / MB:,.0f} MB"
                 )
                 print(peak.line(f"upload {name}", seconds, extra), flush=True)
+            if args.only == "uploads":
+                return
             exported = target.create_document(big)
             url = exported.viewer_url.replace("ws://", "http://").replace(
                 "/ws/documents/", "/documents/"
