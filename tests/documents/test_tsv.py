@@ -16,6 +16,7 @@ from documents.tsv import (
     TSVError,
     TSVLimits,
     export_tsv,
+    pack_tsv,
     pad_row,
     parse_tsv,
 )
@@ -530,3 +531,83 @@ def test_quote_free_text_reader_agrees_with_the_reference_reader(seed: int) -> N
         expected = split_or_error(reference_split, text)
         actual = split_or_error(lambda text: tsv._split_plain(text, NO_LIMITS), text)
         assert actual == expected, repr(text)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quoted_text_reader_agrees_with_the_reference_reader_on_long_files(seed: int) -> None:
+    # Hundreds of rows, many of them refused by csv: the exact reader's bursts
+    # and csv's restarts take turns many times within one file.
+    rng = random.Random(seed)
+    pieces = TEXT_PIECES + ['"a"b\n', '"x"\n', "q\n", '"a"b\t"c"\n'] * 3
+    text = "h\tk\n" + "".join(rng.choices(pieces, k=rng.randint(1000, 4000)))
+
+    expected = split_or_error(reference_split, text)
+
+    assert split_or_error(lambda text: tsv._split_quoted(text, NO_LIMITS), text) == expected
+
+
+# --- Pathological quoting: read right, in one pass (timings: bench/tsv_parse.py) ---
+
+
+def test_rows_of_quote_a_quote_b_are_read_literally() -> None:
+    parsed = parse("h\n" + '"a"b\n' * 20_000)
+
+    assert parsed.rows == [['"a"b']] * 20_000
+    assert (parsed.padded_lines, parsed.warnings) == ([], [])
+
+
+def test_long_text_between_a_quote_and_a_quote_x_is_one_literal_field() -> None:
+    long = "a" * 90_000
+
+    parsed = parse("h\tk\n" + f'"{long}"x\t1\n' * 3)
+
+    assert parsed.rows == [[f'"{long}"x', "1"]] * 3
+
+
+def test_quotes_that_look_unmatched_close_on_later_lines_or_are_reported() -> None:
+    parsed = parse("h\tk\n" + 'a\t"b\n' * 5_000 + 'x\t"y"\n')
+
+    assert parsed.rows == [["a", '"b']] * 5_000 + [["x", "y"]]
+    error = error_of("h\tk\n" + 'a\t"b\n' * 5_000)
+    assert (error.code, error.line) == ("unmatched_quote", 5_001)
+
+
+def test_a_quoted_field_spanning_the_file_is_one_cell_within_the_field_limit() -> None:
+    body = "text\n" * 10_000
+
+    assert parse(f'h\n"{body}"\n', max_field_chars=60_000).rows == [[body]]
+    error = error_of(f'h\n"{body}"\n', max_field_chars=40_000)
+    assert (error.code, error.line) == ("field_too_long", 2)
+
+
+def test_rows_of_tabs_and_millions_of_short_lines_keep_every_cell_and_line() -> None:
+    header = "\t".join(f"c{n}" for n in range(1000))
+    wide = parse(f"{header}\n" + "\t" * 999 + "x\n")
+    short = parse("h\n" + "x\n" * 300_000 + '"y"\n')
+
+    assert wide.rows == [[""] * 999 + ["x"]]
+    assert len(short.rows) == 300_001 and short.rows[-1] == ["y"]
+
+
+def test_plain_lines_are_those_of_split_whatever_the_block_boundaries() -> None:
+    rng = random.Random(7)
+    for size in (0, 1, tsv._PLAIN_BLOCK - 1, tsv._PLAIN_BLOCK, 3 * tsv._PLAIN_BLOCK + 5):
+        text = "".join(rng.choices(["a", "\n", "bb", "\t", "\n\n"], k=size))
+        assert list(tsv._plain_lines(text)) == text.split("\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a\tb\n1\n2\t3\t4\n" * 150, 'a\tb\n"1"\t2\n"x"y\n' * 120, "a\n"],
+    ids=["plain ragged", "quoted ragged", "header only"],
+)
+def test_packing_gives_the_rows_of_parse_in_packs(text: str) -> None:
+    parsed = parse(text)
+
+    packed = pack_tsv(text.encode(), pack=json.dumps, rows_per_pack=7)
+
+    rows = [row for pack in packed.packs for row in json.loads(pack)]
+    assert rows == parsed.rows and packed.row_count == len(parsed.rows)
+    assert all(len(json.loads(pack)) == 7 for pack in packed.packs[:-1])
+    assert (packed.columns, packed.warnings) == (parsed.columns, parsed.warnings)
+    assert packed.ragged_count == len(parsed.padded_lines)
