@@ -126,6 +126,19 @@ def test_member_sees_the_current_page_rendered_on_the_server(world, acme_documen
     assert 'id="watching"' in page and str(acme_document.uuid) in page
 
 
+def test_short_rows_under_a_wide_header_render_as_their_cells_and_one_spanning_cell(world):
+    header = "\t".join(f"c{n}" for n in range(1, 1001))
+    data = (header + "\n" + "x\n" * 30_000 + "1\t2\n").encode()
+    document = document_create(tenant=world.acme, name="wide", data=data).document
+
+    page = signed_in(world.bob).get(document.get_absolute_url()).content.decode()
+
+    row = '<tr><td class="rowno">1</td><td>x</td><td class="pad" colspan="999"></td></tr>'
+    assert row in page
+    # The header's 1,000 names, then 100 short rows: not 100 x 1,000 cells.
+    assert len(page) < 100_000
+
+
 def test_owner_gets_steering_upload_and_sharing_follower_does_not(world, acme_document):
     owner = signed_in(world.alice).get(acme_document.get_absolute_url()).content.decode()
     follower = signed_in(world.bob).get(acme_document.get_absolute_url()).content.decode()
@@ -263,6 +276,13 @@ def test_export_is_an_attachment_with_formulas_neutralised(world):
     assert downloaded(response) == (
         "name\tvalue\n'=cmd|' /C calc'!A0\t'-3\n'@SUM(A1)\t'+1\nplain\t2\n"
     )
+
+
+def test_export_writes_short_rows_full_as_before(world):
+    data = b"a\tb\tc\n1\n2\t3\n4\t5\t6\n"
+    document = document_create(tenant=world.acme, name="r", data=data).document
+    response = signed_in(world.bob).get(reverse("document-export", args=[document.uuid]))
+    assert downloaded(response) == "a\tb\tc\n1\t\t\n2\t3\t\n4\t5\t6\n"
 
 
 def test_export_of_a_name_with_a_line_break(world):
