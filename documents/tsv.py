@@ -149,7 +149,8 @@ def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
     of the file down, so of the errors in rows the first one is reported.
 
     Time is linear in the size of the file whatever its quoting; memory is the
-    decoded text plus the rows (no copy of the text is split into lines).
+    decoded text plus the rows (the text is read in place, never as a list of
+    its lines).
     """
     header, body, encoding = _read(data, limits)
     rows: list[list[str]] = []
