@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from documents import events, selectors
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
-from documents.tsv import ParsedTSV, TSVLimits, parse_tsv
+from documents.tsv import PackedTSV, TSVLimits, pack_tsv
 from streamsite.control import access_changed
 from tenants.models import Tenant
 from tenants.services import audit_record
@@ -60,13 +60,13 @@ def document_create(
     is stored then. ``share`` gives the document a share key for following
     ("follow") or also steering and uploading ("steer").
     """
-    parsed = parse_tsv(data, limits=limits or upload_limits())
+    parsed = _parse(data, limits)
     with transaction.atomic():
         document = Document.objects.create(
             tenant=tenant,
             name=name,
             version=1,
-            row_count=len(parsed.rows),
+            row_count=parsed.row_count,
             columns=parsed.columns,
             uploaded_by=uploaded_by,
             uploaded_at=timezone.now(),
@@ -92,12 +92,15 @@ def document_replace(
     cannot be read raises ``documents.tsv.TSVError`` and leaves the current
     version untouched, and nobody is notified. The previous version's rows are
     deleted in the same transaction that switches the version.
+
+    Memory: the file, its decoded text and its rows as chunk JSON (see
+    ``_parse``), whatever the shape of its rows.
     """
-    parsed = parse_tsv(data, limits=limits or upload_limits())
+    parsed = _parse(data, limits)
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=document.pk)
         locked.version += 1
-        locked.row_count = len(parsed.rows)
+        locked.row_count = parsed.row_count
         locked.columns = parsed.columns
         locked.uploaded_by = uploaded_by
         locked.uploaded_at = timezone.now()
@@ -184,31 +187,50 @@ def document_share_key_revoke(*, document: Document, actor: AbstractBaseUser | N
     document_share_set(document=document, share=None, actor=actor)
 
 
-def _insert_chunks(document: Document, parsed: ParsedTSV) -> None:
-    rows = parsed.rows
-    DocumentChunk.objects.bulk_create(
-        (
+def _parse(data: bytes, limits: TSVLimits | None) -> PackedTSV:
+    """Parse an upload straight into the JSON text of its chunks.
+
+    Rows are stored as the file gives them (a short row is not padded to the
+    header), and only ROWS_PER_CHUNK of them exist as Python lists at a time:
+    what an upload holds is the file, its decoded text and the chunk JSON
+    (about the file's size; at most 6x for a file of control characters,
+    which JSON writes as \\u00XX), not rows x columns.
+    """
+    return pack_tsv(
+        data, pack=_chunk_json, rows_per_pack=ROWS_PER_CHUNK, limits=limits or upload_limits()
+    )
+
+
+def _chunk_json(rows: list[list[str]]) -> str:
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def _insert_chunks(document: Document, parsed: PackedTSV) -> None:
+    # bulk_create would build every DocumentChunk of the version at once; a
+    # batch at a time keeps only the JSON texts, which `parsed` holds anyway.
+    packs = parsed.packs
+    for first in range(0, len(packs), _INSERT_BATCH):
+        DocumentChunk.objects.bulk_create(
             DocumentChunk(
                 document_id=document.pk,
                 version=document.version,
                 chunk_no=number,
-                rows_json=json.dumps(
-                    rows[start : start + ROWS_PER_CHUNK], ensure_ascii=False, separators=(",", ":")
-                ),
+                rows_json=packs[number],
             )
-            for number, start in enumerate(range(0, len(rows), ROWS_PER_CHUNK))
-        ),
-        batch_size=_INSERT_BATCH,
-    )
+            for number in range(first, min(first + _INSERT_BATCH, len(packs)))
+        )
 
 
-def _first_page(document: Document, parsed: ParsedTSV) -> events.PageFrame:
-    # Built from the parsed rows: no need to read back what was just written.
+def _first_page(document: Document, parsed: PackedTSV) -> events.PageFrame:
+    # Built from the parsed chunks: no need to read back what was just written.
     size = selectors.page_size()
+    rows: list[list[str]] = []
+    for text in parsed.packs[: -(-size // ROWS_PER_CHUNK)]:
+        rows.extend(json.loads(text))
     return events.page_frame(
         document,
         page_no=1,
         page_size=size,
-        total_pages=selectors.page_count(len(parsed.rows), size),
-        rows=parsed.rows[:size],
+        total_pages=selectors.page_count(parsed.row_count, size),
+        rows=rows[:size],
     )

@@ -17,18 +17,20 @@ The dialect read by `parse_tsv`:
   breaks a line. Line numbers in errors and warnings are physical lines, so a
   quoted field that spans lines advances the count.
 - Body lines that hold nothing but whitespace are skipped silently.
-- Rows shorter than the header are padded with empty cells; a row longer than
-  the header adds generated columns `column_<n>` and every other row is
-  padded to match. Both are reported in `ParsedTSV.padded_lines`/`warnings`.
+- Rows keep the fields they have: a row shorter than the header is short
+  (its missing cells are empty), and a row longer than the header adds
+  generated columns `column_<n>` (empty in the other rows). Rows are not
+  padded here, so that a file of short rows under a wide header costs its own
+  size, not rows x columns; `pad_row` pads one row where a table is shown or
+  written out. Both cases are reported in `ParsedTSV.padded_lines`/`warnings`.
 - Column names are made usable: an empty name becomes `column_<n>` and
   repeated names get suffixes (`name`, `name_2`), also reported.
 """
 
 import csv
-import io
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
@@ -38,7 +40,11 @@ __all__ = [
     "TSVError",
     "TSVErrorCode",
     "TSVLimits",
+    "PackedTSV",
+    "export_lines",
     "export_tsv",
+    "pack_tsv",
+    "pad_row",
     "parse_tsv",
 ]
 
@@ -101,17 +107,36 @@ class TSVError(ValueError):
 
 @dataclass(frozen=True)
 class ParsedTSV:
-    """A parsed file: every row has exactly `len(columns)` cells.
+    """A parsed file: the column names and the rows as the file gives them.
 
-    `padded_lines` are the 1-based lines of rows whose number of fields
-    differed from the header's; `warnings` says, for a person, what was
-    changed (rows padded, columns added or renamed). `encoding` is the one
-    the file was decoded with.
+    Every row has between 1 and `len(columns)` cells; the cells a row lacks
+    (at its end) are empty, and `pad_row` adds them. `padded_lines` are the
+    1-based lines of rows whose number of fields differed from the header's;
+    `warnings` says, for a person, what was changed (rows padded, columns
+    added or renamed). `encoding` is the one the file was decoded with.
     """
 
     columns: list[str]
     rows: list[list[str]]
     padded_lines: list[int]
+    encoding: Literal["utf-8", "utf-8-sig", "utf-16"]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PackedTSV:
+    """A file parsed by `pack_tsv`: the rows, `rows_per_pack` at a time, in packed form.
+
+    `packs[n]` is `pack(rows[n * rows_per_pack : (n + 1) * rows_per_pack])` of
+    the rows `parse_tsv` would return; `row_count` counts them. `ragged_count`
+    is the number of rows whose number of fields differed from the header's
+    (`len(ParsedTSV.padded_lines)`); the lines themselves are only in `warnings`.
+    """
+
+    columns: list[str]
+    packs: list[str]
+    row_count: int
+    ragged_count: int
     encoding: Literal["utf-8", "utf-8-sig", "utf-16"]
     warnings: list[str] = field(default_factory=list)
 
@@ -122,29 +147,94 @@ def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
     Checks run in this order: size (before anything is decoded), binary
     signatures, encoding and NUL bytes, emptiness, then the rows from the top
     of the file down, so of the errors in rows the first one is reported.
+
+    Time is linear in the size of the file whatever its quoting; memory is the
+    decoded text plus the rows (the text is read in place, never as a list of
+    its lines).
     """
-    if len(data) > limits.max_bytes:
-        size, limit = _format_size(len(data)), _format_size(limits.max_bytes)
-        if size == limit or limits.max_bytes < 1024:  # not "10 MB, over the 10 MB limit"
-            size, limit = f"{len(data):,} bytes", f"{limits.max_bytes:,}-byte"
-        raise TSVError("too_large", f"The file is {size}, over the {limit} limit.")
-    _reject_known_binary_formats(data)
-    text, encoding = _decode(data)
-    if not text or text.isspace():
-        raise TSVError(
-            "empty",
-            ("The file holds nothing but whitespace" if text else "The file is empty")
-            + "; the first line must name the columns.",
-        )
-    split = _split_quoted(text, limits) if '"' in text else _split_plain(text, limits)
-    return _build(*split, encoding)
+    header, body, encoding = _read(data, limits)
+    rows: list[list[str]] = []
+    collected = _Collected(len(header), keep_lines=True)
+    width = len(header)
+    for line, fields in body:
+        if len(fields) != width:
+            collected.add_ragged(line, len(fields))
+        rows.append(fields)
+    collected.row_count = len(rows)
+    columns, warnings = collected.names_and_warnings(header)
+    return ParsedTSV(
+        columns=columns,
+        rows=rows,
+        padded_lines=[line for line, _ in collected.ragged],
+        encoding=encoding,
+        warnings=warnings,
+    )
+
+
+def pack_tsv(
+    data: bytes,
+    *,
+    pack: Callable[[list[list[str]]], str],
+    rows_per_pack: int,
+    limits: TSVLimits = DEFAULT_LIMITS,
+) -> PackedTSV:
+    """`parse_tsv`, keeping only `pack(rows)` for every `rows_per_pack` rows as they are read.
+
+    For storing an upload: the rows never exist all at once as lists of str
+    (about 60 bytes per cell and 60 per row more than the file takes), only
+    `rows_per_pack` of them at a time, so the memory is the decoded text plus
+    the packed form (for JSON text, about the file's size). Errors are those
+    of `parse_tsv`, raised at the same point of the file.
+    """
+    if rows_per_pack < 1:
+        raise ValueError("rows_per_pack must be at least 1.")
+    header, body, encoding = _read(data, limits)
+    packs: list[str] = []
+    batch: list[list[str]] = []
+    collected = _Collected(len(header), keep_lines=False)
+    width = len(header)
+    for line, fields in body:
+        if len(fields) != width:
+            collected.add_ragged(line, len(fields))
+        collected.row_count += 1
+        batch.append(fields)
+        if len(batch) == rows_per_pack:
+            packs.append(pack(batch))
+            batch = []
+    if batch:
+        packs.append(pack(batch))
+    columns, warnings = collected.names_and_warnings(header)
+    return PackedTSV(
+        columns=columns,
+        packs=packs,
+        row_count=collected.row_count,
+        ragged_count=collected.ragged_count,
+        encoding=encoding,
+        warnings=warnings,
+    )
+
+
+def pad_row(row: list[str], width: int) -> list[str]:
+    """`row` with empty cells added up to `width` (the row itself when it is that long)."""
+    missing = width - len(row)
+    return row + [""] * missing if missing > 0 else row
 
 
 def export_tsv(columns: list[str], rows: Iterable[list[str]]) -> str:
     """Write a header and rows as TSV text that `parse_tsv` reads back.
 
-    Lines end with `\\n` (the last one too). A cell containing a tab, a line
-    break or `"` is quoted CSV-style, with `""` for a literal quote.
+    The text of `export_lines`, joined: see there.
+    """
+    return "".join(export_lines(columns, rows))
+
+
+def export_lines(columns: list[str], rows: Iterable[list[str]]) -> Iterator[str]:
+    """The lines of a TSV file of a header and rows, one at a time, for streaming.
+
+    Each line ends with `\\n` (the last one too). A row shorter than the
+    header is padded with empty cells (documents store rows as the file gave
+    them); a cell containing a tab, a line break or `"` is quoted CSV-style,
+    with `""` for a literal quote.
 
     Formula injection: every cell, header included, that begins with `=`,
     `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so that a
@@ -161,22 +251,22 @@ def export_tsv(columns: list[str], rows: Iterable[list[str]]) -> str:
     A row whose cells are all empty or whitespace would read back as a blank
     line and be skipped, so its first cell is written quoted (`""`).
 
-    Raises `ValueError` if there are no columns, if a row does not have one
-    cell per column, or if a cell contains a NUL character (which `parse_tsv`
-    refuses as binary).
+    Raises `ValueError` (when it gets there) if there are no columns, if a row
+    has more cells than there are columns, or if a cell contains a NUL
+    character (which `parse_tsv` refuses as binary).
     """
     width = len(columns)
     if width == 0:
         raise ValueError("export_tsv needs at least one column.")
-    lines = [_export_line(columns, "The header")]
+    yield _export_line(columns, "The header") + "\n"
     for number, row in enumerate(rows, start=1):
         if len(row) != width:
-            raise ValueError(
-                f"Row {number} has {len(row)} cells; expected {width}, one per column."
-            )
-        lines.append(_export_line(row, f"Row {number}"))
-    lines.append("")
-    return "\n".join(lines)
+            if len(row) > width:
+                raise ValueError(
+                    f"Row {number} has {len(row)} cells; expected at most {width}, one per column."
+                )
+            row = pad_row(row, width)
+        yield _export_line(row, f"Row {number}") + "\n"
 
 
 # --- Decoding -----------------------------------------------------------------
@@ -305,114 +395,206 @@ def _format_size(size: int) -> str:
 
 # --- Splitting into rows ------------------------------------------------------
 
-# Both splitters return (header, rows, ragged): the header's fields, the body
-# rows as lists of fields (not yet padded), and (line, field count) for each
-# body row whose count differs from the header's.
+# A body row: its 1-based physical line and its fields (not padded).
+_Row = tuple[int, list[str]]
+# What `_split_plain` and `_split_quoted` return: the header's fields, the
+# body rows, and (line, field count) for each body row whose count differs
+# from the header's.
 _Split = tuple[list[str], list[list[str]], list[tuple[int, int]]]
 
-_FIELD_END: Final = re.compile(r"[\t\r\n]")
-# A quoted field: `""` pairs and other characters, then a closing quote that
-# ends the field. Pairs are taken left to right, as `_closing_quote` does.
-_QUOTED_FIELD: Final = re.compile(r'"([^"]*(?:""[^"]*)*)"(?=[\t\r\n]|\Z)')
+# One field and what ends it (a tab, a line break, the end of the text):
+# either quoted (`""` pairs and other characters, then a closing quote that
+# ends the field; pairs are taken left to right, as `_closing_quote` does), or
+# literal up to the next tab or line break: an unquoted field, or one whose
+# closing quote is followed by text (`"Hello" she said`).
+_FIELD: Final = re.compile(
+    r'"([^"]*(?:""[^"]*)*)"(\t|\r\n|\r|\n|\Z)|([^\t\r\n]*)(\t|\r\n|\r|\n|\Z)'
+)
+# `_plain_lines` splits this many characters (and the rest of their line) at a time.
+_PLAIN_BLOCK: Final = 64 * 1024
+# A physical line with its line break (`\n`, `\r\n` or `\r`; the last line may
+# have none), as `io.StringIO(text, newline="").readlines()` splits them.
+_LINE: Final = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+_MATCHED_TEXT: Final = re.Match.group
+# After csv refuses a row, the exact reader reads this many rows before csv
+# tries again, twice as many each time csv fails again at once, up to the
+# maximum: a file whose every row csv refuses (`"a"b`) is then read by the
+# exact reader alone, instead of paying a csv restart per row.
+_FIRST_BURST: Final = 1
+_MAX_BURST: Final = 4096
+
+
+def _read(
+    data: bytes, limits: TSVLimits
+) -> tuple[list[str], Iterator[_Row], Literal["utf-8", "utf-8-sig", "utf-16"]]:
+    """Check and decode `data`; its header, then its body rows as they are read."""
+    if len(data) > limits.max_bytes:
+        size, limit = _format_size(len(data)), _format_size(limits.max_bytes)
+        if size == limit or limits.max_bytes < 1024:  # not "10 MB, over the 10 MB limit"
+            size, limit = f"{len(data):,} bytes", f"{limits.max_bytes:,}-byte"
+        raise TSVError("too_large", f"The file is {size}, over the {limit} limit.")
+    _reject_known_binary_formats(data)
+    text, encoding = _decode(data)
+    if not text or text.isspace():
+        raise TSVError(
+            "empty",
+            ("The file holds nothing but whitespace" if text else "The file is empty")
+            + "; the first line must name the columns.",
+        )
+    rows = _quoted_rows(text, limits) if '"' in text else _plain_rows(text, limits)
+    _, header = next(rows)
+    return header, rows, encoding
 
 
 def _split_plain(text: str, limits: TSVLimits) -> _Split:
-    """Fast path for text without any `"`: no field can span lines."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    header = lines[0].split("\t")
-    _check_line(header, lines[0], 1, limits)
-    _check_header(header)
-    width = len(header)
-    max_field_chars = limits.max_field_chars
-    rows: list[list[str]] = []
-    ragged: list[tuple[int, int]] = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line or line.isspace():
-            continue
-        fields = line.split("\t")
-        if len(fields) != width:
-            ragged.append((number, len(fields)))
-            _check_line(fields, line, number, limits)
-        elif len(line) > max_field_chars:
-            _check_line(fields, line, number, limits)
-        rows.append(fields)
-    return header, rows, ragged
+    """All of `_plain_rows` at once (tests compare it with a reference reader)."""
+    return _split(_plain_rows(text, limits))
 
 
 def _split_quoted(text: str, limits: TSVLimits) -> _Split:
+    """All of `_quoted_rows` at once (tests compare it with a reference reader)."""
+    return _split(_quoted_rows(text, limits))
+
+
+def _split(rows: Iterator[_Row]) -> _Split:
+    _, header = next(rows)
+    body: list[list[str]] = []
+    ragged: list[tuple[int, int]] = []
+    for line, fields in rows:
+        if len(fields) != len(header):
+            ragged.append((line, len(fields)))
+        body.append(fields)
+    return header, body, ragged
+
+
+def _plain_rows(text: str, limits: TSVLimits) -> Iterator[_Row]:
+    """Text without any `"`: no field can span lines. The header comes first."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = _plain_lines(text)
+    first = next(lines)
+    header = first.split("\t")
+    _check_line(header, first, 1, limits)
+    _check_header(header)
+    yield 1, header
+    width = len(header)
+    max_field_chars = limits.max_field_chars
+    for number, line in enumerate(lines, start=2):
+        if not line or line.isspace():
+            continue
+        fields = line.split("\t")
+        if len(fields) != width or len(line) > max_field_chars:
+            _check_line(fields, line, number, limits)
+        yield number, fields
+
+
+def _plain_lines(text: str) -> Iterator[str]:
+    """What `text.split("\\n")` returns, one line at a time: no list of every line."""
+    start = 0
+    while True:
+        end = text.find("\n", start + _PLAIN_BLOCK)
+        if end == -1:
+            yield from text[start:].split("\n")
+            return
+        yield from text[start:end].split("\n")
+        start = end + 1
+
+
+def _quoted_rows(text: str, limits: TSVLimits) -> Iterator[_Row]:
     """Text with quotes: the C `csv` reader for speed, `_read_quoted_row` for exactness.
 
     In strict mode `csv` reads this module's dialect, but raises where
     `_read_quoted_row` has an answer (a closing quote followed by text, a
     field over `csv.field_size_limit()`) or a more precise error (the line an
-    unmatched quote opened on). A row that `csv` refuses, or that exceeds a
-    limit (whose error names the line of the field, not of the row), is read
-    again by `_read_quoted_row`, and `csv` resumes after it.
+    unmatched quote opened on). From a row that `csv` refuses, or that exceeds
+    a limit (whose error names the line of the field, not of the row),
+    `_read_quoted_row` reads a burst of rows (see `_FIRST_BURST`), and `csv`
+    resumes after them. Both read the text in place, forward only: each csv
+    run and the probe of its lines scan their stretch of text once, so the
+    whole is linear in the text however often the readers take turns.
     tests/documents/test_tsv.py checks the result against a reference reader.
+    The header comes first.
     """
-    # newline="" splits on \n, \r\n and \r only, and keeps the line ends:
-    # csv needs them to keep line breaks inside quoted fields.
-    lines = io.StringIO(text, newline="").readlines()
-    line_count = len(lines)
-    line_offsets: list[int] | None = None
+    size = len(text)
     max_columns = limits.max_columns
     max_field_chars = limits.max_field_chars
-    header: list[str] | None = None
-    width = 0
-    rows: list[list[str]] = []
-    ragged: list[tuple[int, int]] = []
-    start = 0  # lines before the row where csv (re)starts
-    while start < line_count:
+    width: int | None = None  # the header's, once read
+    position, line = 0, 1  # where the next row starts
+    burst = _FIRST_BURST
+    while position < size:
+        # csv needs the line ends, to keep line breaks inside quoted fields.
         reader = csv.reader(
-            map(lines.__getitem__, range(start, line_count)),
+            map(_MATCHED_TEXT, _LINE.finditer(text, position)),
             delimiter="\t",
             quotechar='"',
             doublequote=True,
             strict=True,
         )
-        lines_read = start
+        probe = _LineProbe(text, position, line)
+        start_line = line
+        rows_read = 0
         reread_line: int | None = None
         try:
             for fields in reader:
-                row_line, lines_read = lines_read + 1, start + reader.line_num
-                if header is not None and (
+                row_line, line = line, start_line + reader.line_num
+                if width is not None and (
                     not fields
                     # Whitespace cells are a blank line, unless quoted (`" "`).
-                    or ((not fields[0] or fields[0].isspace()) and lines[row_line - 1].isspace())
+                    or (
+                        (not fields[0] or fields[0].isspace())
+                        and probe.line(row_line).group().isspace()
+                    )
                 ):
                     continue
                 fields = fields or [""]
                 if len(fields) > max_columns or max(map(len, fields)) > max_field_chars:
                     reread_line = row_line
                     break
-                if header is None:
+                rows_read += 1
+                if width is None:
                     _check_header(fields)
-                    header, width = fields, len(fields)
-                    continue
-                if len(fields) != width:
-                    ragged.append((row_line, len(fields)))
-                rows.append(fields)
+                    width = len(fields)
+                yield row_line, fields
         except csv.Error:
-            reread_line = lines_read + 1
+            reread_line = line
         if reread_line is None:
-            break
-        if line_offsets is None:
-            line_offsets = list(itertools.accumulate(map(len, lines), initial=0))
-        fields, position, next_line = _read_quoted_row(
-            text, line_offsets[reread_line - 1], reread_line, limits
-        )
-        if header is None:
-            _check_header(fields)
-            header, width = fields, len(fields)
-        else:
-            if len(fields) != width:
-                ragged.append((reread_line, len(fields)))
-            rows.append(fields)
-        start = next_line - 1 if position < len(text) else line_count
-    assert header is not None  # the caller passes text with something on it
-    return header, rows, ragged
+            return
+        burst = min(2 * burst, _MAX_BURST) if rows_read < burst else _FIRST_BURST
+        line = reread_line
+        position = probe.line(line).start()
+        for _ in range(burst):
+            row_start, row_line = position, line
+            fields, position, line = _read_quoted_row(text, position, line, limits)
+            if width is None:
+                _check_header(fields)
+                width = len(fields)
+            elif not fields[0] or fields[0].isspace():
+                physical = text[row_start:position]
+                if not physical or physical.isspace():
+                    continue
+            yield row_line, fields
+            if position >= size:
+                return
+
+
+class _LineProbe:
+    """The physical lines of `text` from `position` (line `line`) on, found by one forward scan.
+
+    Asked only for lines at or after the last one it gave, so all its answers
+    together cost one scan of the stretch of text they cover.
+    """
+
+    def __init__(self, text: str, position: int, line: int) -> None:
+        self._lines = _LINE.finditer(text, position)
+        self._line = line - 1
+        self._match: re.Match[str] | None = None
+
+    def line(self, number: int) -> re.Match[str]:
+        if number != self._line or self._match is None:
+            assert number > self._line, "a probe only moves forward"
+            self._match = next(itertools.islice(self._lines, number - self._line - 1, None))
+            self._line = number
+        return self._match
 
 
 def _read_quoted_row(
@@ -421,44 +603,39 @@ def _read_quoted_row(
     """Read one row starting at `position` on physical line `line`.
 
     Returns the fields, the position after the row's line break, and the
-    physical line number there.
+    physical line number there. One match of `_FIELD` per field.
     """
-    size = len(text)
     fields: list[str] = []
+    max_field_chars = limits.max_field_chars
+    match = _FIELD.match
     while True:
-        field_line = line
-        quoted = _QUOTED_FIELD.match(text, position)
+        found = match(text, position)
+        assert found is not None  # the unquoted alternative matches anywhere
+        quoted, quoted_end, value, end = found.groups()
         if quoted is not None:
-            raw = quoted.group(1)
-            value = raw.replace('""', '"') if '"' in raw else raw
-            if "\n" in raw or "\r" in raw:
-                line += _count_line_breaks(raw)
-            position = quoted.end()
+            value = quoted.replace('""', '"') if '"' in quoted else quoted
+            field_line = line
+            if "\n" in quoted or "\r" in quoted:
+                line += _count_line_breaks(quoted)
+            end = quoted_end
         else:
-            if text.startswith('"', position) and _closing_quote(text, position + 1) == -1:
+            field_line = line
+            if value.startswith('"') and _closing_quote(text, position + 1) == -1:
                 raise TSVError(
                     "unmatched_quote",
                     "unmatched quote (the field opened here never closes). "
                     'Inside a quoted field, write a literal quote as "".',
                     line=field_line,
                 )
-            # An unquoted field, or one whose closing quote is followed by
-            # text (`"Hello" she said`): literal up to the next tab or line break.
-            field_end = _FIELD_END.search(text, position)
-            end = field_end.start() if field_end else size
-            value = text[position:end]
-            position = end
-        if len(value) > limits.max_field_chars:
+        position = found.end()
+        if len(value) > max_field_chars:
             raise _field_too_long(field_line, len(fields) + 1, len(value), limits)
         fields.append(value)
         if len(fields) > limits.max_columns:
             raise _too_many_columns(field_line, limits)
-        if text.startswith("\t", position):
-            position += 1
-            continue
-        break
-    if position < size:
-        position += 2 if text.startswith("\r\n", position) else 1
+        if end != "\t":
+            break
+    if end:
         line += 1
     return fields, position, line
 
@@ -512,44 +689,54 @@ def _too_many_columns(line: int, limits: TSVLimits) -> TSVError:
 # --- Building the result ------------------------------------------------------
 
 
-def _build(
-    header: list[str],
-    rows: list[list[str]],
-    ragged: list[tuple[int, int]],
-    encoding: Literal["utf-8", "utf-8-sig", "utf-16"],
-) -> ParsedTSV:
-    header_width = len(header)
-    width = max([header_width, *(count for _, count in ragged)])
-    for row in rows:
-        if len(row) < width:
-            row.extend([""] * (width - len(row)))
-    columns, warnings = _column_names(header, width)
-    if width > header_width:
-        added = ", ".join(columns[header_width:])
-        warnings.append(
-            f"Some rows have more fields than the header's {header_width}; "
-            f"added columns {added}, empty in the rows that lack them."
-        )
-    for line, count in ragged[:MAX_RAGGED_WARNINGS]:
-        if count < header_width:
-            warnings.append(f"Line {line} had {count} of {header_width} fields; padded.")
-        else:
+class _Collected:
+    """What the body rows say about the table: how many (`row_count`, kept by
+    the caller), how wide, which were ragged.
+
+    `ragged` holds (line, field count) of every ragged row when `keep_lines`,
+    else only of the first MAX_RAGGED_WARNINGS (the warnings name no more):
+    a file of a million short rows then costs no million-entry list.
+    """
+
+    def __init__(self, header_width: int, *, keep_lines: bool) -> None:
+        self.header_width = header_width
+        self.width = header_width
+        self.row_count = 0
+        self.ragged_count = 0
+        self.ragged: list[tuple[int, int]] = []
+        self._keep_lines = keep_lines
+
+    def add_ragged(self, line: int, count: int) -> None:
+        """Row `line` has `count` fields, not the header's number."""
+        self.ragged_count += 1
+        if self._keep_lines or self.ragged_count <= MAX_RAGGED_WARNINGS:
+            self.ragged.append((line, count))
+        if count > self.width:
+            self.width = count
+
+    def names_and_warnings(self, header: list[str]) -> tuple[list[str], list[str]]:
+        header_width, width = self.header_width, self.width
+        columns, warnings = _column_names(header, width)
+        if width > header_width:
+            added = ", ".join(columns[header_width:])
             warnings.append(
-                f"Line {line} had {count} fields, more than the header's {header_width}; "
-                f"the extra ones are in {', '.join(columns[header_width:count])}."
+                f"Some rows have more fields than the header's {header_width}; "
+                f"added columns {added}, empty in the rows that lack them."
             )
-    if len(ragged) > MAX_RAGGED_WARNINGS:
-        warnings.append(
-            f"{len(ragged) - MAX_RAGGED_WARNINGS:,} more lines had a number of fields "
-            "different from the header's; they were padded the same way."
-        )
-    return ParsedTSV(
-        columns=columns,
-        rows=rows,
-        padded_lines=[line for line, _ in ragged],
-        encoding=encoding,
-        warnings=warnings,
-    )
+        for line, count in self.ragged[:MAX_RAGGED_WARNINGS]:
+            if count < header_width:
+                warnings.append(f"Line {line} had {count} of {header_width} fields; padded.")
+            else:
+                warnings.append(
+                    f"Line {line} had {count} fields, more than the header's {header_width}; "
+                    f"the extra ones are in {', '.join(columns[header_width:count])}."
+                )
+        if self.ragged_count > MAX_RAGGED_WARNINGS:
+            warnings.append(
+                f"{self.ragged_count - MAX_RAGGED_WARNINGS:,} more lines had a number of fields "
+                "different from the header's; they were padded the same way."
+            )
+        return columns, warnings
 
 
 def _column_names(header: list[str], width: int) -> tuple[list[str], list[str]]:

@@ -8,10 +8,13 @@ pages work without JavaScript too.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Generator, Iterator
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
@@ -19,7 +22,7 @@ from django.views.decorators.http import require_POST
 from documents import access, events, selectors, services
 from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
-from documents.tsv import TSVError, export_tsv
+from documents.tsv import TSVError, export_lines
 from tenants.access import PUBLISH_ROLES, tenants_where
 from tenants.views import not_found_or_sign_in
 
@@ -117,13 +120,17 @@ def _detail(
         )
     query = f"?key={key}" if key else ""
     first_row = (page["page_no"] - 1) * page["page_size"] + 1
+    width = len(page["columns"])
     return render(
         request,
         "documents/document_detail.html",
         {
             "document": document,
             "page": page,
-            "rows": [(first_row + offset, row) for offset, row in enumerate(page["data"])],
+            "rows": [
+                (first_row + offset, row, _filler_spans(width - len(row)))
+                for offset, row in enumerate(page["data"])
+            ],
             "query": query,
             "can_steer": can_steer,
             "can_upload": can_upload,
@@ -140,6 +147,19 @@ def _detail(
         },
         status=400 if upload_form.errors else 200,
     )
+
+
+# HTML caps colspan at 1,000.
+_MAX_COLSPAN = 1000
+
+
+def _filler_spans(missing: int) -> list[int]:
+    """Colspans of the empty cells that complete a short row (rows are stored as given).
+
+    One cell spans the missing columns, so a page costs the cells its rows
+    have, not rows x columns; static/documents/document.js does the same.
+    """
+    return [min(_MAX_COLSPAN, missing - done) for done in range(0, max(missing, 0), _MAX_COLSPAN)]
 
 
 @require_POST
@@ -172,18 +192,23 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
 
 
 def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
-    """``/documents/<uuid>/export.tsv``: the current version as a TSV download.
+    """``/documents/<uuid>/export.tsv``: the current version as a TSV download, streamed.
 
     Cells starting with ``=``, ``+``, ``-`` or ``@`` get a leading ``'`` so a
     spreadsheet shows them as text instead of running them (documents.tsv).
+    The rows are read a few chunks at a time and sent in pieces of about
+    ``EXPORT_PIECE_BYTES`` as they are written, so an export holds a few
+    chunks, not the document (selectors.document_export says which version
+    a download gets when a new one is uploaded meanwhile).
     """
     key = request.GET.get("key")
     document = access.document_for_viewer(request.user, document_uuid, key=key)
     if document is None:
         return not_found_or_sign_in(request, key=key, what="document")
     document, rows = selectors.document_export(document.pk)
-    response = HttpResponse(
-        export_tsv(document.columns, rows).encode(),
+    pieces = _pieces(export_lines(document.columns, rows))
+    response = StreamingHttpResponse(
+        _async_pieces(pieces) if isinstance(request, ASGIRequest) else pieces,
         content_type="text/tab-separated-values; charset=utf-8",
     )
     # A name may hold line breaks, which a header must not.
@@ -192,6 +217,42 @@ def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
         True, f"{name} v{document.version}.tsv"
     )
     return response
+
+
+# Bytes of TSV per piece of a streamed export: few enough sends to be cheap,
+# small enough to hold.
+EXPORT_PIECE_BYTES = 64 * 1024
+
+
+def _pieces(lines: Iterator[str]) -> Generator[bytes, None, None]:
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        batch.append(line)
+        size += len(line)
+        if size >= EXPORT_PIECE_BYTES:
+            yield "".join(batch).encode()
+            batch, size = [], 0
+    if batch:
+        yield "".join(batch).encode()
+
+
+async def _async_pieces(pieces: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """The pieces for an ASGI server, each made on the request's own thread.
+
+    Django would read a plain iterator to its end before sending anything
+    (StreamingHttpResponse under ASGI). Here each piece is made by
+    ``sync_to_async(thread_sensitive=True)``, which within a request runs on
+    the thread the view ran on: the one whose database connection holds the
+    export's cursor.
+    """
+    take = sync_to_async(next, thread_sensitive=True)
+    try:
+        while (piece := await take(pieces, None)) is not None:
+            yield piece
+    finally:
+        # A client that went away: close the cursor (and its snapshot) now.
+        await sync_to_async(pieces.close, thread_sensitive=True)()
 
 
 @require_POST

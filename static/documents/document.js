@@ -28,9 +28,17 @@
     head.append(cell("th", "#", "rowno"), ...page.columns.map((name) => cell("th", name)));
     table.tHead.replaceChildren(head);
     const first = (page.page_no - 1) * page.page_size + 1;
+    const width = page.columns.length;
     const rows = page.data.map((row, i) => {
       const tr = document.createElement("tr");
       tr.append(cell("td", first + i, "rowno"), ...row.map((value) => cell("td", value)));
+      // Rows come as the file gave them: a short row's missing cells are
+      // empty, shown as one cell spanning them (HTML caps colspan at 1,000).
+      for (let missing = width - row.length; missing > 0; missing -= 1000) {
+        const pad = cell("td", "", "pad");
+        pad.colSpan = Math.min(missing, 1000);
+        tr.append(pad);
+      }
       return tr;
     });
     if (!rows.length) {

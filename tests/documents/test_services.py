@@ -52,9 +52,10 @@ def test_create_with_a_share_mode_makes_a_key_that_is_not_the_uuid(world):
     assert str(follow.document.uuid) not in follow.document.share_key
 
 
-def test_ragged_rows_are_padded_and_reported(world):
+def test_ragged_rows_are_stored_and_sent_as_given_and_reported(world):
     upload = services.document_create(tenant=world.acme, name="r", data=b"a\tb\tc\n1\n2\t3\t4\n")
-    assert document_current_page(upload.document.pk)["data"] == [["1", "", ""], ["2", "3", "4"]]
+    assert upload.frame["data"] == [["1"], ["2", "3", "4"]]
+    assert document_current_page(upload.document.pk)["data"] == [["1"], ["2", "3", "4"]]
     assert upload.warnings == ["Line 2 had 1 of 3 fields; padded."]
 
 

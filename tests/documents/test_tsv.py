@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from documents import tsv
-from documents.tsv import ERROR_CODES, ParsedTSV, TSVError, TSVLimits, export_tsv, parse_tsv
+from documents.tsv import (
+    ERROR_CODES,
+    ParsedTSV,
+    TSVError,
+    TSVLimits,
+    export_tsv,
+    pack_tsv,
+    pad_row,
+    parse_tsv,
+)
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 BAD: dict[str, dict[str, Any]] = json.loads((CORPUS / "bad" / "MANIFEST.json").read_text())
@@ -31,7 +40,8 @@ def error_of(data: str | bytes, **limits: int) -> TSVError:
 
 
 def table(parsed: ParsedTSV) -> tuple[list[str], list[list[str]]]:
-    return parsed.columns, parsed.rows
+    """The table a person sees: every row padded to the columns."""
+    return parsed.columns, [pad_row(row, len(parsed.columns)) for row in parsed.rows]
 
 
 # --- The corpus ---------------------------------------------------------------
@@ -60,7 +70,7 @@ def test_good_file_parses_to_the_expected_table(name: str) -> None:
     assert {
         "encoding": parsed.encoding,
         "columns": parsed.columns,
-        "rows": parsed.rows,
+        "rows": table(parsed)[1],
         "padded_lines": parsed.padded_lines,
         "warnings": parsed.warnings,
     } == expected
@@ -99,7 +109,7 @@ def test_closing_quote_followed_by_text_keeps_the_whole_field_literal() -> None:
 def test_rows_after_a_literal_quoted_field_keep_their_line_numbers() -> None:
     parsed = parse('a\tb\n"x"y\t1\n"multi\nline"\t2\nshort\n')
 
-    assert parsed.rows == [['"x"y', "1"], ["multi\nline", "2"], ["short", ""]]
+    assert table(parsed)[1] == [['"x"y', "1"], ["multi\nline", "2"], ["short", ""]]
     assert parsed.padded_lines == [5]
 
 
@@ -125,7 +135,7 @@ def test_doubled_quotes_do_not_close_a_quoted_field() -> None:
 def test_line_numbers_count_the_physical_lines_inside_quoted_fields() -> None:
     parsed = parse('a\tb\n"x\ny\r\nz\r"\t1\nshort\n')
 
-    assert parsed.rows == [["x\ny\r\nz\r", "1"], ["short", ""]]
+    assert table(parsed)[1] == [["x\ny\r\nz\r", "1"], ["short", ""]]
     assert parsed.padded_lines == [6]
 
 
@@ -166,7 +176,7 @@ def test_blank_and_whitespace_only_body_lines_are_skipped_silently(quote: str) -
 def test_quoted_whitespace_is_a_row_not_a_blank_line() -> None:
     parsed = parse('a\tb\n" "\t\n""\n')
 
-    assert parsed.rows == [[" ", ""], ["", ""]]
+    assert table(parsed)[1] == [[" ", ""], ["", ""]]
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
@@ -182,18 +192,20 @@ def test_form_feeds_and_unicode_line_separators_do_not_end_a_line(quote: str) ->
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
-def test_short_row_is_padded_and_reported(quote: str) -> None:
+def test_short_row_is_kept_short_shown_padded_and_reported(quote: str) -> None:
     parsed = parse(f"a\tb\tc\n{quote}1{quote}\t2\t3\n\n4\t5\n")
 
-    assert parsed.rows == [["1", "2", "3"], ["4", "5", ""]]
+    assert parsed.rows == [["1", "2", "3"], ["4", "5"]]
+    assert table(parsed)[1] == [["1", "2", "3"], ["4", "5", ""]]
     assert parsed.padded_lines == [4]
     assert parsed.warnings == ["Line 4 had 2 of 3 fields; padded."]
 
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
-def test_long_row_adds_generated_columns_and_pads_every_other_row(quote: str) -> None:
+def test_long_row_adds_generated_columns_that_are_empty_in_every_other_row(quote: str) -> None:
     parsed = parse(f"a\tb\n{quote}1{quote}\t2\n3\t4\t5\t6\n7\t8\n")
 
+    assert parsed.rows == [["1", "2"], ["3", "4", "5", "6"], ["7", "8"]]
     assert table(parsed) == (
         ["a", "b", "column_3", "column_4"],
         [["1", "2", "", ""], ["3", "4", "5", "6"], ["7", "8", "", ""]],
@@ -372,9 +384,15 @@ def test_export_accepts_any_iterable_of_rows() -> None:
     assert export_tsv(["n"], ([str(n)] for n in range(2))) == "n\n0\n1\n"
 
 
-def test_export_refuses_a_row_of_the_wrong_length() -> None:
-    with pytest.raises(ValueError, match="Row 2 has 1 cells; expected 2"):
-        export_tsv(["a", "b"], [["1", "2"], ["3"]])
+def test_export_pads_short_rows_to_the_columns() -> None:
+    assert (
+        export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == 'a\tb\tc\n1\t\t\n2\t3\t\n""\t\t\n'
+    )
+
+
+def test_export_refuses_a_row_longer_than_the_columns() -> None:
+    with pytest.raises(ValueError, match="Row 2 has 3 cells; expected at most 2"):
+        export_tsv(["a", "b"], [["1", "2"], ["3", "4", "5"]])
 
 
 def test_export_refuses_no_columns_and_nul_characters() -> None:
@@ -513,3 +531,83 @@ def test_quote_free_text_reader_agrees_with_the_reference_reader(seed: int) -> N
         expected = split_or_error(reference_split, text)
         actual = split_or_error(lambda text: tsv._split_plain(text, NO_LIMITS), text)
         assert actual == expected, repr(text)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quoted_text_reader_agrees_with_the_reference_reader_on_long_files(seed: int) -> None:
+    # Hundreds of rows, many of them refused by csv: the exact reader's bursts
+    # and csv's restarts take turns many times within one file.
+    rng = random.Random(seed)
+    pieces = TEXT_PIECES + ['"a"b\n', '"x"\n', "q\n", '"a"b\t"c"\n'] * 3
+    text = "h\tk\n" + "".join(rng.choices(pieces, k=rng.randint(1000, 4000)))
+
+    expected = split_or_error(reference_split, text)
+
+    assert split_or_error(lambda text: tsv._split_quoted(text, NO_LIMITS), text) == expected
+
+
+# --- Pathological quoting: read right, in one pass (timings: bench/tsv_parse.py) ---
+
+
+def test_rows_of_quote_a_quote_b_are_read_literally() -> None:
+    parsed = parse("h\n" + '"a"b\n' * 20_000)
+
+    assert parsed.rows == [['"a"b']] * 20_000
+    assert (parsed.padded_lines, parsed.warnings) == ([], [])
+
+
+def test_long_text_between_a_quote_and_a_quote_x_is_one_literal_field() -> None:
+    long = "a" * 90_000
+
+    parsed = parse("h\tk\n" + f'"{long}"x\t1\n' * 3)
+
+    assert parsed.rows == [[f'"{long}"x', "1"]] * 3
+
+
+def test_quotes_that_look_unmatched_close_on_later_lines_or_are_reported() -> None:
+    parsed = parse("h\tk\n" + 'a\t"b\n' * 5_000 + 'x\t"y"\n')
+
+    assert parsed.rows == [["a", '"b']] * 5_000 + [["x", "y"]]
+    error = error_of("h\tk\n" + 'a\t"b\n' * 5_000)
+    assert (error.code, error.line) == ("unmatched_quote", 5_001)
+
+
+def test_a_quoted_field_spanning_the_file_is_one_cell_within_the_field_limit() -> None:
+    body = "text\n" * 10_000
+
+    assert parse(f'h\n"{body}"\n', max_field_chars=60_000).rows == [[body]]
+    error = error_of(f'h\n"{body}"\n', max_field_chars=40_000)
+    assert (error.code, error.line) == ("field_too_long", 2)
+
+
+def test_rows_of_tabs_and_millions_of_short_lines_keep_every_cell_and_line() -> None:
+    header = "\t".join(f"c{n}" for n in range(1000))
+    wide = parse(f"{header}\n" + "\t" * 999 + "x\n")
+    short = parse("h\n" + "x\n" * 300_000 + '"y"\n')
+
+    assert wide.rows == [[""] * 999 + ["x"]]
+    assert len(short.rows) == 300_001 and short.rows[-1] == ["y"]
+
+
+def test_plain_lines_are_those_of_split_whatever_the_block_boundaries() -> None:
+    rng = random.Random(7)
+    for size in (0, 1, tsv._PLAIN_BLOCK - 1, tsv._PLAIN_BLOCK, 3 * tsv._PLAIN_BLOCK + 5):
+        text = "".join(rng.choices(["a", "\n", "bb", "\t", "\n\n"], k=size))
+        assert list(tsv._plain_lines(text)) == text.split("\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a\tb\n1\n2\t3\t4\n" * 150, 'a\tb\n"1"\t2\n"x"y\n' * 120, "a\n"],
+    ids=["plain ragged", "quoted ragged", "header only"],
+)
+def test_packing_gives_the_rows_of_parse_in_packs(text: str) -> None:
+    parsed = parse(text)
+
+    packed = pack_tsv(text.encode(), pack=json.dumps, rows_per_pack=7)
+
+    rows = [row for pack in packed.packs for row in json.loads(pack)]
+    assert rows == parsed.rows and packed.row_count == len(parsed.rows)
+    assert all(len(json.loads(pack)) == 7 for pack in packed.packs[:-1])
+    assert (packed.columns, packed.warnings) == (parsed.columns, parsed.warnings)
+    assert packed.ragged_count == len(parsed.padded_lines)

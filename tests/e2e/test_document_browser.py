@@ -148,3 +148,39 @@ def test_two_pages_move_together_and_show_an_upload_within_a_second(world, docum
         )
     finally:
         server.stop()
+
+
+TABLE = """() => Array.from(document.querySelectorAll('#sheet tbody tr')).map((tr) => ({
+    span: Array.from(tr.cells).reduce((sum, td) => sum + td.colSpan, 0),
+    cells: Array.from(tr.cells).slice(1).filter((td) => !td.classList.contains('pad'))
+        .map((td) => td.textContent),
+    right: Math.round(tr.cells[tr.cells.length - 1].getBoundingClientRect().right),
+}))"""
+
+
+def test_ragged_rows_show_as_a_full_table_before_and_after_the_socket_renders(world, browser):
+    """Rows are stored and sent as the file gave them; the page completes the short ones."""
+    data = b'a\tb\tc\n1\n2\t3\t4\n5\t6\t7\t8\n""\t\n'
+    ragged = document_create(tenant=world.acme, name="ragged", data=data).document
+    expected = [["1"], ["2", "3", "4"], ["5", "6", "7", "8"], ["", ""]]
+    server = Daphne().start()
+    try:
+        path = ragged.get_absolute_url()
+        static = browser.new_context(java_script_enabled=False).new_page()
+        sign_in(static, server, "alice", path)  # the server-rendered table
+        live = browser.new_page()
+        sign_in(live, server, "alice", path)
+        live.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+        for page in (static, live):
+            rows = page.evaluate(TABLE)
+            # "#" plus a, b, c and the generated column_4 on every row, each
+            # ending flush with the header.
+            assert [row["span"] for row in rows] == [5, 5, 5, 5]
+            assert [row["cells"] for row in rows] == expected
+            header_right = page.evaluate(
+                "Math.round(document.querySelector('#sheet thead tr').lastElementChild"
+                ".getBoundingClientRect().right)"
+            )
+            assert {row["right"] for row in rows} == {header_right}
+    finally:
+        server.stop()
