@@ -38,6 +38,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "viewers_dropped_total": ("counter", "Viewers disconnected for falling too far behind."),
     "connections_revoked_total": ("counter", "Connections closed after an access change."),
     "producer_restarts_total": ("counter", "Producers restarted by runproducers after a crash."),
+    "http_bodies_refused_total": ("counter", "HTTP requests refused (413) for their body size."),
 }
 
 _counts: Counter[str] = Counter()

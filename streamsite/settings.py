@@ -141,6 +141,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
 
+# Largest HTTP request body on routes without a limit of their own (document
+# uploads: DOCUMENT_MAX_BYTES + 1 MiB; the publish API: PUBLISH_MAX_BYTES). Refused
+# (413) before it is buffered: see streamsite/bodylimits.py.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
 # Production hardening: on whenever DEBUG is off (manage.py check --deploy clean).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
