@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "tenants",
     "streams",
     "documents",
@@ -45,7 +47,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in throttling (django-axes) on both sign-in pages (/accounts/login/ and
+# /admin/login/): after AXES_FAILURE_LIMIT failures for one username, or from
+# one client address, further attempts (the right password too) get a 429 page
+# for AXES_COOLOFF_MINUTES. The address is REMOTE_ADDR, which Daphne takes from
+# X-Forwarded-For only when started with --proxy-headers (deploy/ does, behind
+# nginx); without it a forged header changes nothing. Lift a lockout with
+# `manage.py axes_reset_username <name>`, `axes_reset_ip <address>`, `axes_reset`
+# or by deleting the attempt in the admin (Axes > Access attempts).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ALLOWED_CORS_ORIGINS = ""
 
 ROOT_URLCONF = "streamsite.urls"
 ASGI_APPLICATION = "streamsite.asgi.application"
