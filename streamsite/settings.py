@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from streamsite.env import env_bool, env_int, env_list, env_str
+from streamsite.env import env_bool, env_int, env_list, env_origins, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -23,6 +23,10 @@ if not SECRET_KEY:
 # With DEBUG on and no ALLOWED_HOSTS, Django accepts localhost, 127.0.0.1 and [::1].
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The origins (scheme://host[:port]) the site's pages are served from: a WebSocket
+# carries the session only from these (streamsite/security.py). Empty: https://
+# on each of ALLOWED_HOSTS (port 443). `make run` sets it to its own port.
+SITE_ORIGINS = env_origins("SITE_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",

@@ -28,6 +28,11 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     port = os.environ.get("PORT", "8000")
     host = os.environ.get("HOST", "127.0.0.1")
+    # The pages are served on this port: only they may open sockets with the session.
+    os.environ.setdefault(
+        "SITE_ORIGINS",
+        ",".join(f"http://{name}:{port}" for name in dict.fromkeys((host, "localhost"))),
+    )
     redis = ensure_redis_url()
     if redis is not None:
         print(f"Started a private Redis at {redis.url}")
