@@ -21,9 +21,9 @@ async def sse_lines(daphne, path: str, cookie: str):
     return reader, writer
 
 
-async def until_data(reader, wanted: str, timeout: float) -> dict:
+async def until_data(reader, wanted: str, seconds: float) -> dict:
     """The first `data:` event whose frame has type ``wanted``."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         while True:
             line = (await reader.readline()).decode()
             if not line:

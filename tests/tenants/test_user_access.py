@@ -19,10 +19,12 @@ from streams.services import feed_create
 from tenants.models import Role
 from tenants.services import membership_set
 from tests.conftest import session_cookie_for
-from tests.documents.conftest import acme_document  # noqa: F401 (fixture)
+from tests.documents import conftest as documents
 from tests.streams.test_revocation import closed_with_revoked, still_open, viewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+acme_document = documents.acme_document  # the fixture lives with the document tests
 
 cookie_for = database_sync_to_async(session_cookie_for)
 
