@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from streamsite import views
+from tenants import views as tenant_views
 from tenants.admin_base import view_on_site
 
 urlpatterns = [
@@ -15,6 +16,7 @@ urlpatterns = [
         name="admin-view-on-site",
     ),
     path("admin/", admin.site.urls),
+    path("invitations/<str:token>/", tenant_views.invitation_accept, name="invitation-accept"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
     path("", include("streams.urls")),
