@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from tenants.access import sole_owner
@@ -209,7 +210,8 @@ class MembershipAdmin(TenantScopedAdmin):
             token = membership_invite(
                 tenant=obj.tenant, username=username, role=Role(obj.role), actor=request.user
             )
-            link = request.build_absolute_uri(reverse("invitation-accept", args=[token]))
+            path = f"{reverse('invitation-accept')}?{urlencode({'token': token})}"
+            link = request.build_absolute_uri(path)
             request._streamsite_invitation = (username, link)
             return
         user = obj.user if change else form.cleaned_data["username"]

@@ -18,8 +18,12 @@ def not_found_or_sign_in(request: HttpRequest, *, key: str | None, what: str) ->
 
 
 @login_required
-def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
-    """``/invitations/<token>/``: an owner's invitation to join their tenant; POST accepts."""
+def invitation_accept(request: HttpRequest) -> HttpResponse:
+    """``/invitations/?token=``: an owner's invitation to join their tenant; POST accepts.
+
+    The token rides in the query string, which the access log leaves out.
+    """
+    token = request.GET.get("token", "")
     error = invitation = None
     try:
         invitation = services.invitation_read(token=token, user=request.user)
