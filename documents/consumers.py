@@ -14,7 +14,7 @@ from documents import access, events, selectors, services
 from documents.models import Document
 from documents.tsv import TSVError
 from streams.consumers import viewer_details
-from streamsite.control import AccessWatch, Credential
+from streamsite.control import AccessWatch, Credential, session_key_of, user_now
 from streamsite.hub import Hub, Item
 from streamsite.live import LiveConsumer, encode, error_frame
 from streamsite.presence import Presence, presence_frame
@@ -69,8 +69,11 @@ class DocumentConsumer(LiveConsumer):
         self._state = -1
         self._pending: list[Item] | None = []
 
+        session_key = session_key_of(self.scope)
+
         async def still_allowed() -> bool:
-            return await _viewer_document(user, document_uuid, **self._credentials()) is not None
+            now = await user_now(session_key, user)
+            return await _viewer_document(now, document_uuid, **self._credentials()) is not None
 
         self.watch = AccessWatch(
             document.tenant.uuid,

@@ -234,3 +234,51 @@ def _first_page(document: Document, parsed: PackedTSV) -> events.PageFrame:
         total_pages=selectors.page_count(parsed.row_count, size),
         rows=rows[:size],
     )
+
+
+DOCUMENT_SETTINGS = ("name", "allowed_origins")
+
+
+@transaction.atomic
+def document_settings_update(
+    *, document: Document, actor: AbstractBaseUser | None = None, **changes: str
+) -> list[str]:
+    """Change some of DOCUMENT_SETTINGS (the admin's form); returns the names that changed.
+
+    Dropping an allowed origin disconnects the share-key viewers on that origin.
+    """
+    unknown = set(changes) - set(DOCUMENT_SETTINGS)
+    if unknown:
+        raise TypeError(f"not a document setting: {sorted(unknown)}")
+    changed = [name for name, value in changes.items() if getattr(document, name) != value]
+    if not changed:
+        return []
+    for name in changed:
+        setattr(document, name, changes[name])
+    document.save(update_fields=changed)
+    audit_record(
+        actor=actor,
+        tenant=document.tenant,
+        action="document.changed",
+        target=document,
+        details={"fields": changed},
+    )
+    if "allowed_origins" in changed:
+        access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
+    return changed
+
+
+@transaction.atomic
+def document_delete(*, document: Document, actor: AbstractBaseUser | None = None) -> None:
+    """Delete the document and its rows; everyone watching it is told and disconnected (4403)."""
+    tenant, document_uuid = document.tenant, document.uuid
+    audit_record(
+        actor=actor,
+        tenant=tenant,
+        action="document.deleted",
+        target=document,
+        details={"name": document.name, "version": document.version},
+    )
+    document.delete()
+    # After the commit, open sockets re-check and find nothing to watch.
+    access_changed(tenant_uuid=tenant.uuid, object_uuid=document_uuid)

@@ -17,7 +17,7 @@ from streams.ingest import IngestWriter
 from streams.models import Producer
 from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
-from streamsite.control import AccessWatch, Credential
+from streamsite.control import AccessWatch, Credential, session_key_of, user_now
 from streamsite.live import LiveConsumer, encode, error_frame
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ class FeedViewerConsumer(LiveConsumer):
             await self.close()
             return
 
+        session_key = session_key_of(self.scope)
+
         async def still_allowed() -> bool:
-            again = await _viewer_feed(user, feed_uuid, key=key, foreign_origin=foreign_origin)
+            now = await user_now(session_key, user)
+            again = await _viewer_feed(now, feed_uuid, key=key, foreign_origin=foreign_origin)
             return again is not None
 
         self.watch = AccessWatch(

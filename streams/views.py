@@ -16,7 +16,8 @@ from streams import access, history, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
-from streamsite.control import AccessWatch, Credential
+from streamsite.control import AccessWatch, Credential, user_now
+from streamsite.frames import error_frame
 from tenants.access import tenants_of, tenants_where
 from tenants.models import Role
 from tenants.views import not_found_or_sign_in
@@ -215,11 +216,18 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     async def failed() -> None:
         backlog.put_nowait(None)
 
+    async def revoked() -> None:
+        backlog.put_nowait(f"data: {error_frame('revoked', 'access was revoked')}\n\n")
+        backlog.put_nowait(None)
+
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
 
+    session_key = request.session.session_key
+
     async def still_allowed() -> bool:
+        now = await user_now(session_key, user)
         return (
-            await database_sync_to_async(access.feed_for_viewer)(user, feed_uuid, key=key)
+            await database_sync_to_async(access.feed_for_viewer)(now, feed_uuid, key=key)
             is not None
         )
 
@@ -227,7 +235,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         feed.tenant.uuid,
         Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
         still_allowed=still_allowed,
-        revoke=failed,
+        revoke=revoked,
     )
 
     async def stream():

@@ -7,6 +7,11 @@ the credential it was let in with. Services announce a change after commit
 with ``access_changed``: the notice names what changed (an object, a user, a
 producer) but never carries a secret. Only consumers whose credential the
 notice touches re-run their access check, and close (4403) if now refused.
+
+A connection let in by a session re-checks with the session's user as it is
+now (``user_now``): signed out, password changed (the session auth hash no
+longer matches) or deactivated, that is nobody. Changes to a user (tenants/
+signals.py) are announced to every tenant the user belongs to.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from channels.db import database_sync_to_async
 from django.db import transaction
 
 from streamsite import hub
 from streamsite.frames import encode
 from streamsite.hub import Hub, Item
+from tenants.access import session_user
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,20 @@ def access_changed(
     group = control_group(tenant_uuid)
     frame = encode(notice)
     transaction.on_commit(lambda: hub.publish(group, [(None, frame)]))
+
+
+_session_user = database_sync_to_async(session_user)
+
+
+def session_key_of(scope: dict[str, Any]) -> str | None:
+    """The session key a WebSocket came in with (None without a session)."""
+    session = scope.get("session")
+    return getattr(session, "session_key", None) if session is not None else None
+
+
+async def user_now(session_key: str | None, user: Any) -> Any:
+    """``user`` if the session that let them in still holds, else AnonymousUser."""
+    return await _session_user(session_key, user)
 
 
 @dataclass(frozen=True, slots=True)

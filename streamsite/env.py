@@ -7,6 +7,7 @@ typo in a deployment is caught at start-up instead of surfacing as odd behaviour
 from __future__ import annotations
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -49,3 +50,19 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_ORIGIN = re.compile(
+    r"https?://(\*?\.)?([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?"
+)
+
+
+def env_origins(name: str) -> list[str]:
+    """A comma-separated list of origins, each exactly ``http(s)://host[:port]``."""
+    origins = env_list(name)
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ImproperlyConfigured(
+                f"{name} entries must be scheme://host[:port] (no path), got {origin!r}"
+            )
+    return origins

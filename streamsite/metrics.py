@@ -38,6 +38,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "viewers_dropped_total": ("counter", "Viewers disconnected for falling too far behind."),
     "connections_revoked_total": ("counter", "Connections closed after an access change."),
     "producer_restarts_total": ("counter", "Producers restarted by runproducers after a crash."),
+    "http_bodies_refused_total": ("counter", "HTTP requests refused (413) for their body size."),
 }
 
 _counts: Counter[str] = Counter()
@@ -116,8 +117,18 @@ def flush() -> None:
         pipe.execute()
 
 
+def label_value(text: str) -> str:
+    """``text`` as a label value of the Prometheus text exposition format.
+
+    Backslash, double quote and line feed are the three characters the format
+    escapes; left alone, a feed named ``x"} 1\nforged 1`` would end the label
+    and write lines of its own.
+    """
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _labels(kind: str) -> str:
-    return f'{{kind="{kind}"}}' if kind else ""
+    return f'{{kind="{label_value(kind)}"}}' if kind else ""
 
 
 def render(client: redis.Redis, feed_names: dict[str, str]) -> str:
@@ -147,8 +158,8 @@ def _feed_rates(client: redis.Redis, feed_names: dict[str, str]) -> Iterable[str
     for (feed_uuid, name), value in zip(feed_names.items(), values, strict=True):
         if value is not None:
             rate = int(value) / 60
-            safe = name.replace("\\", "\\\\").replace('"', '\\"')
-            yield f'streamsite_feed_samples_per_second{{feed="{feed_uuid}",name="{safe}"}} {rate:.3f}'
+            labels = f'feed="{label_value(feed_uuid)}",name="{label_value(name)}"'
+            yield f"streamsite_feed_samples_per_second{{{labels}}} {rate:.3f}"
 
 
 def redis_client() -> redis.Redis:

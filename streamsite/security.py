@@ -1,4 +1,4 @@
-"""WebSocket Origin policy: the session cookie only counts for same-site pages.
+"""WebSocket Origin policy: the session cookie only counts for the site's own pages.
 
 A browser sends cookies with a WebSocket handshake whatever page opened it, so
 a socket authorised by the session must come from one of our own pages
@@ -7,16 +7,23 @@ the gate removes the cookies from it: the connection then carries no ambient
 authority, and only explicit credentials (a producer token, a share key) can
 authorise it. Consumers see the foreign origin in ``scope["foreign_origin"]``
 so that a share key can be limited to the sites its owner listed.
+
+"Our own pages" means the exact origins the site is served from: scheme, host
+and port (``site_origins``). A page on another port of the same host is
+another site to a browser, and may be anyone's (a development server, another
+service); it must not borrow the user's cookies.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.http.request import validate_host
 
@@ -37,27 +44,71 @@ def origin_of(scope: dict[str, Any]) -> str | None:
     return None
 
 
-def origin_is_trusted(origin: str | None) -> bool:
-    """True for an Origin naming one of our hosts (never for None, "null" or look-alikes).
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    Only the form browsers send, ``scheme://host[:port]``, is trusted: with user
-    info (``http://evil.example@ourhost``), a path or a fragment, which parsers
-    read differently, the origin is foreign.
+
+class Origin(NamedTuple):
+    scheme: str
+    host: str  # bracketed for IPv6; for a site origin, an ALLOWED_HOSTS-style pattern
+    port: int
+
+
+def parse_origin(origin: str | None) -> Origin | None:
+    """The Origin in the only form browsers send, ``scheme://host[:port]``; None otherwise.
+
+    With user info (``http://evil.example@ourhost``), a path, a query or a
+    fragment, which parsers read differently, the origin is foreign.
     """
     if not origin or origin == "null":
-        return False
+        return None
     try:
         parts = urlsplit(origin)
-        hostname = parts.hostname
+        hostname, port = parts.hostname, parts.port
     except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not hostname:
-        return False
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not hostname:
+        return None
     if "@" in parts.netloc or "\\" in origin or parts.path or parts.query or parts.fragment:
-        return False
+        return None
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    return validate_host(hostname, trusted_hosts())
+    return Origin(parts.scheme, hostname, port or _DEFAULT_PORTS[parts.scheme])
+
+
+@functools.lru_cache(maxsize=8)
+def _site_origins(configured: tuple[str, ...], csrf_trusted: tuple[str, ...]) -> tuple[Origin, ...]:
+    origins = []
+    for entry in (*configured, *csrf_trusted):
+        # CSRF_TRUSTED_ORIGINS writes subdomains as https://*.example.org;
+        # ALLOWED_HOSTS (and so validate_host) as .example.org.
+        parsed = parse_origin(entry.replace("://*.", "://."))
+        if parsed is None:
+            raise ImproperlyConfigured(f"not an origin (scheme://host[:port]): {entry!r}")
+        origins.append(parsed)
+    return tuple(origins)
+
+
+def site_origins() -> tuple[Origin, ...]:
+    """Where the site's pages are served: SITE_ORIGINS, else https:// on every allowed host.
+
+    CSRF_TRUSTED_ORIGINS count too: a page trusted to post forms with the
+    session is trusted to open sockets with it.
+    """
+    configured = settings.SITE_ORIGINS or [f"https://{host}" for host in trusted_hosts()]
+    return _site_origins(tuple(configured), tuple(settings.CSRF_TRUSTED_ORIGINS))
+
+
+def origin_is_trusted(origin: str | None) -> bool:
+    """True for an Origin equal to one of the site's (never for None, "null" or look-alikes)."""
+    parsed = parse_origin(origin)
+    if parsed is None:
+        return False
+    return any(
+        parsed.scheme == site.scheme
+        and parsed.port == site.port
+        and validate_host(parsed.host, [site.host])
+        for site in site_origins()
+    )
 
 
 class OriginGate:

@@ -31,6 +31,13 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
 - **Access log.** Daphne's HTTP access log writes the whole URI; here it
   stops at the path, like its WebSocket lines: query strings carry share keys
   (``?key=``) and sometimes producer tokens.
+- **Request bodies.** A body over its route's limit (``streamsite.bodylimits``)
+  is refused before it is buffered: by ``Content-Length`` as soon as the
+  headers are in, by a running count for a chunked body. The client gets a 413
+  with a JSON error naming the limit, the connection is half-closed and
+  dropped a moment later; nothing reaches the application. Twisted would
+  otherwise spool the whole body to a temporary file, and Daphne would then put
+  all of it in the application's queue at once.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
   through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
@@ -47,12 +54,15 @@ from collections import deque
 from typing import Any
 
 from daphne import cli as daphne_cli
+from daphne import server as daphne_server
 from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import reactor
 
 from streamsite import metrics
+from streamsite.bodylimits import BodyLimit, body_limit, too_large_body
 
 CLOSE_TOO_SLOW = 4008
 # Codes RFC 6455 (section 7.4.1) lets a server send, besides 1000 and 3000-4999.
@@ -204,6 +214,111 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         return True
 
 
+class BodyLimitedRequest(WebRequest):
+    """Daphne's HTTP request, refusing a body over its route's limit as it arrives."""
+
+    # How long a refused connection keeps reading (and discarding) after the 413:
+    # closing a socket with unread data sends a reset, and a client still sending
+    # the body would then lose the answer before reading it (nginx's lingering close).
+    linger_seconds = 2.0
+    _limit: BodyLimit | None = None
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length):  # noqa: N802 (Twisted's name)
+        # Twisted calls this once all headers are in, before any of the body. The
+        # request line is not on the request yet; the channel holds its target in
+        # _path until the body is complete (tests/streamsite/test_server_contract.py).
+        target = getattr(self.channel, "_path", None)
+        self._limit = body_limit(target.decode("latin-1") if target else "/")
+        if length is not None and length > self._limit.max_bytes:
+            super().gotLength(0)  # no temporary file for a body that is never kept
+            self._refuse()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data):  # noqa: N802 (Twisted's name)
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._limit is not None and self._received > self._limit.max_bytes:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        if self._refused:
+            return None  # the rest of a refused body arrived: nothing to run
+        return super().process()
+
+    def _refuse(self) -> None:
+        assert self._limit is not None
+        self._refused = True
+        # allHeadersReceived answers "Expect: 100-continue" right after gotLength:
+        # a client told 413 must not be invited to send the body too.
+        self.requestHeaders.removeHeader(b"expect")
+        body = too_large_body(self._limit)
+        head = (
+            "HTTP/1.1 413 Content Too Large\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        channel, transport = self.channel, self.transport
+        # Twisted's own websocket upgrade swaps these on the channel the same way:
+        # from now on whatever the client sends is dropped unparsed.
+        channel.dataReceived = channel.rawDataReceived = _discard
+        transport.write(head.encode() + body)
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        (lose_write or transport.loseConnection)()
+        reactor.callLater(self.linger_seconds, _abort, transport)
+        metrics.inc("http_bodies_refused_total")
+        with contextlib.suppress(Exception):
+            peer = self.getClientAddress()
+            self.server.log_action(
+                "http",
+                "complete",
+                {
+                    "path": (getattr(channel, "_path", b"") or b"").decode("latin-1"),
+                    "status": 413,
+                    "method": getattr(channel, "_command", b"").decode("latin-1"),
+                    "client": f"{peer.host}:{peer.port}" if hasattr(peer, "host") else None,
+                    "time_taken": 0,
+                    "size": len(body),
+                },
+            )
+
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+def _abort(transport: Any) -> None:
+    if getattr(transport, "connected", False):
+        abort = getattr(transport, "abortConnection", transport.loseConnection)
+        abort()
+
+
+class BodyLimitedHTTPFactory(HTTPFactory):
+    """Daphne's HTTP factory with BodyLimitedRequest as the request class."""
+
+    def buildProtocol(self, addr):  # noqa: N802 (Twisted's name)
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BodyLimitedRequest
+        return protocol
+
+
+class StreamsiteServer(daphne_server.Server):
+    """Daphne's server, with the HTTP factory above (``CommandLineInterface.server_class``)."""
+
+    def run(self):
+        # Server.run builds self.http_factory from the name HTTPFactory in
+        # daphne.server and starts listening in the same call, so that name is the
+        # seam (tests/streamsite/test_server_contract.py checks it).
+        daphne_server.HTTPFactory = BodyLimitedHTTPFactory
+        super().run()
+
+
 class PreparedFramesApp:
     """Offers consumers ``scope["extensions"]["streamsite.write_frame"]`` on our protocol.
 
@@ -254,7 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     BoundedWebSocketProtocol.max_unread_bytes = settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
     WebSocketFactory.protocol = BoundedWebSocketProtocol
     daphne_cli.AccessLogGenerator = AccessLog
-    CommandLineInterface().run(args)
+    cli = CommandLineInterface()
+    cli.server_class = StreamsiteServer
+    cli.run(args)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from streamsite.checkout import recorded_redis_url
-from streamsite.env import env_bool, env_int, env_list, env_str
+from streamsite.env import env_bool, env_int, env_list, env_origins, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -23,6 +24,10 @@ if not SECRET_KEY:
 # With DEBUG on and no ALLOWED_HOSTS, Django accepts localhost, 127.0.0.1 and [::1].
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# The origins (scheme://host[:port]) the site's pages are served from: a WebSocket
+# carries the session only from these (streamsite/security.py). Empty: https://
+# on each of ALLOWED_HOSTS (port 443). `make run` sets it to its own port.
+SITE_ORIGINS = env_origins("SITE_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
@@ -33,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "tenants",
     "streams",
     "documents",
@@ -46,7 +52,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Sign-in throttling (django-axes) on both sign-in pages (/accounts/login/ and
+# /admin/login/): after AXES_FAILURE_LIMIT failures for one username, or from
+# one client address, further attempts (the right password too) get a 429 page
+# for AXES_COOLOFF_MINUTES. The address is REMOTE_ADDR, which Daphne takes from
+# X-Forwarded-For only when started with --proxy-headers (deploy/ does, behind
+# nginx); without it a forged header changes nothing. Lift a lockout with
+# `manage.py axes_reset_username <name>`, `axes_reset_ip <address>`, `axes_reset`
+# or by deleting the attempt in the admin (Axes > Access attempts).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ALLOWED_CORS_ORIGINS = ""
 
 ROOT_URLCONF = "streamsite.urls"
 ASGI_APPLICATION = "streamsite.asgi.application"
@@ -151,6 +178,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
 
+# Largest HTTP request body on routes without a limit of their own (document
+# uploads: DOCUMENT_MAX_BYTES + 1 MiB; the publish API: PUBLISH_MAX_BYTES). Refused
+# (413) before it is buffered: see streamsite/bodylimits.py.
+HTTP_MAX_BODY_BYTES = env_int("HTTP_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
 # Production hardening: on whenever DEBUG is off (manage.py check --deploy clean).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -169,7 +201,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
-    "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "daphne": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+        # Lockouts are warnings; every successful sign-in is an info line.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # /metrics requires "Authorization: Bearer <METRICS_TOKEN>" when set.

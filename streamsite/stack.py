@@ -29,6 +29,13 @@ def manage(*args: str) -> list[str]:
 def main() -> int:
     apply_development_defaults()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
+    # The pages are served on this port: only they may open sockets with the session.
+    port = os.environ.get("PORT", "8000")
+    host = os.environ.get("HOST", "127.0.0.1")
+    os.environ.setdefault(
+        "SITE_ORIGINS",
+        ",".join(f"http://{name}:{port}" for name in dict.fromkeys((host, "localhost"))),
+    )
     redis = ensure_redis_url()
     if redis is not None:
         print(f"Started a private Redis at {redis.url}")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hmac
+from importlib import import_module
+from types import SimpleNamespace
 
+from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
@@ -73,3 +77,18 @@ def share_key_opens(obj, key: str | None, foreign_origin: str | None) -> bool:
         and hmac.compare_digest(key.encode(), obj.share_key.encode())
         and origin_allowed(obj.allowed_origins, foreign_origin)
     )
+
+
+def session_user(session_key: str | None, user: AbstractBaseUser | AnonymousUser | None):
+    """Who the session that let ``user`` in belongs to now: for re-checks of open connections.
+
+    ``user`` as it is now if that session still holds: AnonymousUser once it
+    was signed out or flushed, the user's password changed (the session auth
+    hash no longer matches) or the user was deactivated or deleted. Anonymous
+    connections (share keys) come back as they are.
+    """
+    if user is None or not user.is_authenticated:
+        return user
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    now = auth.get_user(SimpleNamespace(session=store))
+    return now if now.is_authenticated and now.pk == user.pk else AnonymousUser()

@@ -11,15 +11,18 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.http import HttpRequest
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from tenants.access import sole_owner
-from tenants.admin_base import TenantScopedAdmin, adopt
+from tenants.admin_base import TenantScopedAdmin, adopt, show_secret_once
 from tenants.models import AuditEntry, Membership, Role, Tenant
 from tenants.services import (
     MembershipError,
+    membership_invite,
     membership_remove,
     membership_set,
     tenant_create,
@@ -109,10 +112,9 @@ class TenantAdmin(TenantScopedAdmin):
 
 
 class MembershipAddForm(forms.ModelForm):
-    username = forms.CharField(
-        help_text="The user to add (their exact username). The user list itself is not shown, "
-        "so one tenant's staff cannot browse another tenant's people."
-    )
+    """A superuser's form: adds an existing user at once (superusers see every user anyway)."""
+
+    username = forms.CharField(help_text="The user to add (their exact username).")
 
     class Meta:
         model = Membership
@@ -127,6 +129,38 @@ class MembershipAddForm(forms.ModelForm):
         if tenant and user and Membership.objects.filter(tenant=tenant, user=user).exists():
             raise forms.ValidationError(
                 f"{user.get_username()} is already a member of {tenant}; change their role there."
+            )
+        return cleaned
+
+
+class MembershipInviteForm(forms.ModelForm):
+    """A tenant owner's form: invites a username, whether or not it exists.
+
+    Its answer must not depend on whether the username exists, or an owner
+    could probe who has an account: it never looks the user up. Only members of
+    the owner's own tenant, whom the owner already sees, are told apart.
+    """
+
+    username = forms.CharField(
+        max_length=150,
+        help_text="Username of the person to invite. You get a link to send them; they "
+        "join when they open it signed in as that username. The answer is the same "
+        "whether or not such a user exists.",
+    )
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "role"]
+
+    def clean_username(self):
+        return self.cleaned_data["username"].strip()
+
+    def clean(self):
+        cleaned = super().clean()
+        tenant, username = cleaned.get("tenant"), cleaned.get("username")
+        if tenant and username and tenant.memberships.filter(user__username=username).exists():
+            raise forms.ValidationError(
+                f"{username} is already a member of {tenant}; change their role there."
             )
         return cleaned
 
@@ -158,7 +192,12 @@ class MembershipAdmin(TenantScopedAdmin):
         return [] if obj is None else ["tenant", "user"]
 
     def get_form(self, request, obj=None, **kwargs):
-        kwargs["form"] = MembershipAddForm if obj is None else MembershipChangeForm
+        if obj is not None:
+            kwargs["form"] = MembershipChangeForm
+        else:
+            kwargs["form"] = (
+                MembershipAddForm if request.user.is_superuser else MembershipInviteForm
+            )
         return super().get_form(request, obj, **kwargs)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -167,11 +206,40 @@ class MembershipAdmin(TenantScopedAdmin):
         return super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
+        if isinstance(form, MembershipInviteForm):
+            username = form.cleaned_data["username"]
+            token = membership_invite(
+                tenant=obj.tenant, username=username, role=Role(obj.role), actor=request.user
+            )
+            path = f"{reverse('invitation-accept')}?{urlencode({'token': token})}"
+            link = request.build_absolute_uri(path)
+            request._streamsite_invitation = (username, link)
+            return
         user = obj.user if change else form.cleaned_data["username"]
         membership = membership_set(
             tenant=obj.tenant, user=user, role=Role(obj.role), actor=request.user
         )
         adopt(obj, membership)
+
+    # An invitation saves no membership: no admin log entry, and back to the list.
+    def log_addition(self, request, obj, message):
+        if not hasattr(request, "_streamsite_invitation"):
+            return super().log_addition(request, obj, message)
+        return None
+
+    def response_add(self, request, obj, post_url_continue=None):
+        invitation = getattr(request, "_streamsite_invitation", None)
+        if invitation is None:
+            return super().response_add(request, obj, post_url_continue)
+        username, link = invitation
+        show_secret_once(
+            request,
+            f"Invitation for {username} to {obj.tenant} as {obj.get_role_display().lower()}: "
+            "send them this link; it works once, within 7 days, for whoever is signed in as "
+            f"{username} (if there is no such user, it does nothing).",
+            link,
+        )
+        return redirect("admin:tenants_membership_changelist")
 
     def delete_model(self, request, obj):
         membership_remove(membership=obj, actor=request.user)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core import signing
 from django.db import models, transaction
 
 from streamsite.control import access_changed
@@ -140,3 +144,82 @@ def user_allow_admin(*, user: AbstractBaseUser) -> None:
     if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
+
+
+# -- invitations: how a tenant owner adds a member ------------------------------
+#
+# An owner types a username and gets a link to send that person, whether or not
+# such a user exists: the admin's answer is the same either way, so it cannot be
+# used to find out who has an account. The invitation is a signed token
+# (SECRET_KEY; no table), usable only by a signed-in user of that username, until
+# it expires or anything happens to that username's membership of the tenant
+# after it was issued (its own acceptance included: the audit log says so).
+
+INVITATION_SALT = "streamsite.tenants.invitation"
+INVITATION_MAX_AGE_SECONDS = 7 * 24 * 3600
+_MEMBERSHIP_ACTIONS = ("membership.added", "membership.role_changed", "membership.removed")
+
+
+class InvitationError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Invitation:
+    tenant: Tenant
+    username: str
+    role: Role
+    inviter: AbstractBaseUser
+
+
+def membership_invite(*, tenant: Tenant, username: str, role: Role, actor: AbstractBaseUser) -> str:
+    """A token inviting ``username`` into the tenant with this role (audited as typed)."""
+    audit_record(
+        actor=actor,
+        tenant=tenant,
+        action="membership.invited",
+        target=tenant,
+        details={"username": username, "role": str(role)},
+    )
+    payload = {"t": tenant.pk, "u": username, "r": str(role), "by": actor.pk, "at": time.time()}
+    return signing.dumps(payload, salt=INVITATION_SALT, compress=True)
+
+
+def invitation_read(*, token: str, user: AbstractBaseUser) -> Invitation:
+    """The invitation for this signed-in user, or InvitationError saying why not."""
+    try:
+        payload = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE_SECONDS)
+    except signing.SignatureExpired:
+        raise InvitationError("This invitation has expired; ask for a new one.") from None
+    except signing.BadSignature:
+        raise InvitationError("This is not a valid invitation link.") from None
+    if payload["u"] != user.get_username():
+        raise InvitationError("This invitation is for another account.")
+    tenant = Tenant.objects.filter(pk=payload["t"]).first()
+    inviter = get_user_model().objects.filter(pk=payload["by"], is_active=True).first()
+    still_owner = inviter is not None and (
+        inviter.is_superuser
+        or Membership.objects.filter(tenant=tenant, user=inviter, role=Role.OWNER).exists()
+    )
+    if tenant is None or not still_owner:
+        raise InvitationError("This invitation is no longer valid; ask for a new one.")
+    superseded = AuditEntry.objects.filter(
+        tenant=tenant,
+        action__in=_MEMBERSHIP_ACTIONS,
+        details__user=payload["u"],
+        at__gt=datetime.fromtimestamp(payload["at"], tz=UTC),
+    ).exists()
+    if superseded:
+        raise InvitationError("This invitation has been used or replaced; ask for a new one.")
+    return Invitation(tenant, payload["u"], Role(payload["r"]), inviter)
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
+    """Join the tenant the token invites ``user`` into (audited as added by the inviter)."""
+    invitation = invitation_read(token=token, user=user)
+    if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
+        raise InvitationError(f"You are already a member of {invitation.tenant}.")
+    return membership_set(
+        tenant=invitation.tenant, user=user, role=invitation.role, actor=invitation.inviter
+    )

@@ -174,13 +174,18 @@ class Daphne:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def site_origins(self) -> str:
+        """Its pages' origins (SITE_ORIGINS), unless the test gives its own."""
+        return f"http://127.0.0.1:{self.port},http://localhost:{self.port}"
+
     def start(self) -> Daphne:
         log = open(self.log_path, "ab") if self.log_path else None
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamsite.server", "-b", "127.0.0.1", "-p", str(self.port)],
                 cwd=ROOT,
-                env=server_env(**self.env),
+                env=server_env(**{"SITE_ORIGINS": self.site_origins, **self.env}),
                 stdout=log,
                 stderr=subprocess.STDOUT if log else None,
             )  # fmt: skip

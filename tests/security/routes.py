@@ -23,7 +23,9 @@ OBJECT_PARAMETERS = {"feed_uuid": "feed", "document_uuid": "document"}
 # Namespaces that address no tenant object by UUID: the admin's object ids are
 # primary keys, guarded by the admin's own permissions (see the report in
 # test_isolation_matrix.py).
-UNSCOPED_NAMESPACES = {"admin"}
+# "admin-overrides" replaces admin URLs (the view-on-site redirect, scoped in
+# tenants/admin_base.py and tested in tests/tenants/test_admin_view_on_site.py).
+UNSCOPED_NAMESPACES = {"admin", "admin-overrides"}
 
 # Django's syntax for a route parameter: <converter:name> or <name>.
 _PARAMETER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")

@@ -27,8 +27,13 @@ SESSION_ROUTES = [r for r in ROUTES if consumer_of(r) not in TOKEN_CONSUMERS]
 TOKEN_ROUTES = [r for r in ROUTES if consumer_of(r) in TOKEN_CONSUMERS]
 
 # Origins a page that is not ours can make a browser send, and forms a
-# careless parser might mistake for ours ("testserver" is the test host).
+# careless parser might mistake for ours. The test site is https://testserver
+# (port 443): SITE_ORIGINS is unset and Django adds "testserver" to ALLOWED_HOSTS.
 HOSTILE_ORIGINS = {
+    "other-port": b"https://testserver:8443",
+    "other-port-8000": b"https://testserver:8000",
+    "other-scheme": b"http://testserver",
+    "other-scheme-and-port": b"http://testserver:443",
     "foreign": b"http://evil.example",
     "null": b"null",
     "missing": None,
@@ -49,7 +54,7 @@ HOSTILE_ORIGINS = {
     "userinfo-backslash": b"http://evil.example\\@testserver",
     "fragment": b"http://evil.example#@testserver",
 }
-SAME_SITE = b"http://testserver"
+SAME_SITE = b"https://testserver"
 PARTNER = b"https://partner.example"
 
 
@@ -93,6 +98,49 @@ async def test_session_is_accepted_from_our_own_pages(route, world, acme_objects
         route.fill(acme_objects), cookie=await cookie_for(world.alice), origin=SAME_SITE
     )
     assert await accepted(comm)
+
+
+@pytest.mark.parametrize("route", SESSION_ROUTES, ids=route_ids)
+async def test_the_default_port_may_be_spelled_out(route, world, acme_objects):
+    comm = communicator(
+        route.fill(acme_objects), cookie=await cookie_for(world.alice), origin=SAME_SITE + b":443"
+    )
+    assert await accepted(comm)
+
+
+# A site served on a port of its own (SITE_ORIGINS): only that scheme, host and port.
+CONFIGURED_SITE = "http://testserver:8000"
+NOT_THE_CONFIGURED_SITE = [
+    b"http://testserver",
+    b"http://testserver:8001",
+    b"https://testserver:8000",
+    b"https://testserver",
+    b"http://evil.example:8000",
+]
+
+
+@pytest.mark.parametrize("route", SESSION_ROUTES, ids=route_ids)
+async def test_configured_site_origin_is_matched_by_scheme_host_and_port(
+    route, world, acme_objects, settings
+):
+    settings.SITE_ORIGINS = [CONFIGURED_SITE]
+    cookie = await cookie_for(world.alice)
+    path = route.fill(acme_objects)
+    assert await accepted(communicator(path, cookie=cookie, origin=CONFIGURED_SITE.encode()))
+    for origin in NOT_THE_CONFIGURED_SITE:
+        assert await refused(communicator(path, cookie=cookie, origin=origin)), origin
+
+
+@pytest.mark.parametrize("route", SESSION_ROUTES, ids=route_ids)
+async def test_csrf_trusted_origins_are_trusted_for_sockets_too(
+    route, world, acme_objects, settings
+):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.org"]
+    cookie = await cookie_for(world.alice)
+    path = route.fill(acme_objects)
+    assert await accepted(communicator(path, cookie=cookie, origin=b"https://app.example.org"))
+    for origin in (b"http://app.example.org", b"https://app.example.org:8443"):
+        assert await refused(communicator(path, cookie=cookie, origin=origin)), origin
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=route_ids)

@@ -9,7 +9,9 @@ from channels.testing import WebsocketCommunicator
 
 from streamsite.asgi import application
 
-SAME_ORIGIN = (b"origin", b"http://testserver")
+# The test site is served on https://testserver: SITE_ORIGINS unset, ALLOWED_HOSTS
+# holds "testserver" (Django adds it for tests), so https:// on port 443.
+SAME_ORIGIN = (b"origin", b"https://testserver")
 
 
 def communicator(

@@ -128,12 +128,14 @@ def test_audit_filter_offers_only_the_owners_tenants(world, staff_client):
 
 
 def test_owner_adds_changes_and_removes_a_member_and_each_is_audited(world, staff_client):
+    from tests.tenants.test_invitations import invite, link_in, signed_in
+
     alice = staff_client(world.alice)
-    response = alice.post(
-        reverse("admin:tenants_membership_add"),
-        {"tenant": world.acme.pk, "username": "charlie", "role": Role.VIEWER},
+    # An owner invites (tests/tenants/test_invitations.py); the member joins by the link.
+    assert (
+        signed_in(world.charlie).post(link_in(invite(alice, world.acme, "charlie"))).status_code
+        == 302
     )
-    assert response.status_code == 302
     added = membership(world, world.charlie, world.acme)
     assert added.role == Role.VIEWER
 
@@ -146,7 +148,8 @@ def test_owner_adds_changes_and_removes_a_member_and_each_is_audited(world, staf
     assert not Membership.objects.filter(pk=added.pk).exists()
 
     entries = AuditEntry.objects.filter(tenant=world.acme, actor=world.alice).order_by("id")
-    assert [(e.action, e.details) for e in entries] == [
+    assert [(e.action, e.details) for e in entries][0][0] == "membership.invited"
+    assert [(e.action, e.details) for e in entries][1:] == [
         ("membership.added", {"user": "charlie", "role": "viewer"}),
         (
             "membership.role_changed",
@@ -156,7 +159,9 @@ def test_owner_adds_changes_and_removes_a_member_and_each_is_audited(world, staf
     ]
 
 
-def test_adding_an_unknown_user_or_an_existing_member_is_refused(world, staff_client):
+def test_superuser_adding_an_unknown_user_or_an_existing_member_is_refused(world, staff_client):
+    world.alice.is_superuser = True  # an owner invites instead (test_invitations.py)
+    world.alice.save()
     alice = staff_client(world.alice)
     add = reverse("admin:tenants_membership_add")
     unknown = alice.post(add, {"tenant": world.acme.pk, "username": "mallory", "role": "viewer"})
