@@ -109,15 +109,20 @@ def test_an_owner_without_staff_status_builds_the_demo_from_the_browser(
     )
     assert Feed.objects.get(pk=buzzer.pk).last_seq <= flips_to_one + int(pin_values[:1] == [1])
 
-    # A member added by username sees the feed.
+    # A member invited by username accepts and sees the feed.
     get_user_model().objects.create(username="dave", password=password_hash())
     owner.goto(f"{server.http}/admin/tenants/membership/add/?tenant={world.acme.pk}")
     owner.fill("#id_username", "dave")
     owner.select_option("#id_role", "viewer")
     owner.click("input[name=_save]")
     owner.wait_for_url("**/admin/tenants/membership/")
+    link = owner.text_content("code.one-time-secret")
     member = sign_in(browser, server, "dave", "/accounts/login/")
     member.wait_for_url(f"{server.http}/")
+    assert "flips" not in member.content()
+    member.goto(link)
+    with member.expect_navigation():
+        member.click("main button[type=submit]")  # not the header's "Sign out"
     assert "flips" in member.content()
     member.goto(f"{server.http}{flips.get_absolute_url()}")
     member.wait_for_function("Number(document.getElementById('n').textContent) > 0", timeout=20_000)
