@@ -24,6 +24,7 @@ from documents import events, selectors
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
 from documents.tsv import ParsedTSV, TSVLimits, parse_tsv
 from streamsite.control import access_changed
+from tenants import quotas
 from tenants.models import Tenant
 from tenants.services import audit_record
 
@@ -58,10 +59,15 @@ def document_create(
 
     Raises ``documents.tsv.TSVError`` for a file that cannot be read; nothing
     is stored then. ``share`` gives the document a share key for following
-    ("follow") or also steering and uploading ("steer").
+    ("follow") or also steering and uploading ("steer"). Raises
+    ``tenants.quotas.QuotaExceeded`` (nothing stored, nothing parsed) when the
+    tenant has max_documents or the file would take it over max_stored_bytes.
     """
+    quotas.check_document_create(tenant, lock=False)
+    quotas.check_stored_bytes(tenant, adding=len(data))
     parsed = parse_tsv(data, limits=limits or upload_limits())
     with transaction.atomic():
+        quotas.check_document_create(tenant)
         document = Document.objects.create(
             tenant=tenant,
             name=name,

@@ -31,6 +31,9 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
 - **Access log.** Daphne's HTTP access log writes the whole URI; here it
   stops at the path, like its WebSocket lines: query strings carry share keys
   (``?key=``) and sometimes producer tokens.
+- **Unsent response bytes.** HTTP scopes carry
+  ``scope["extensions"]["streamsite.pending_bytes"]``: how much of the response
+  waits unsent, so that an event stream can end a reader that stopped reading.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
   through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
@@ -49,6 +52,7 @@ from typing import Any
 from daphne import cli as daphne_cli
 from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import reactor
 
@@ -224,7 +228,22 @@ class PreparedFramesApp:
                 extensions = scope.get("extensions") or {}
                 extensions["streamsite.write_frame"] = protocol.write_prepared
                 scope["extensions"] = extensions
+        elif scope["type"] == "http" and isinstance(send, functools.partial):
+            request = send.args[0] if send.args else None
+            if isinstance(request, WebRequest):
+                # Event streams end a reader that falls too far behind (streams/views.py).
+                extensions = scope.get("extensions") or {}
+                extensions["streamsite.pending_bytes"] = functools.partial(
+                    _response_pending_bytes, request
+                )
+                scope["extensions"] = extensions
         return await self.app(scope, receive, send)
+
+
+def _response_pending_bytes(request: WebRequest) -> int:
+    """Bytes of an HTTP response written by the application but not yet sent to the client."""
+    channel = request.channel
+    return pending_bytes(channel.transport) if channel is not None else 0
 
 
 def _load_application() -> PreparedFramesApp:
