@@ -38,6 +38,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "viewers_dropped_total": ("counter", "Viewers disconnected for falling too far behind."),
     "connections_revoked_total": ("counter", "Connections closed after an access change."),
     "producer_restarts_total": ("counter", "Producers restarted by runproducers after a crash."),
+    "limit_refusals_total": (
+        "counter",
+        "Connections, frames and requests refused by a quota or connection cap, by limit.",
+    ),
 }
 
 _counts: Counter[str] = Counter()

@@ -32,7 +32,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-from streamsite import hub
+from streamsite import hub, metrics
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,9 @@ def _script_args(claims: list[Claim], member: str) -> tuple[list[str], list[Any]
 
 def _lease_or_refuse(claims: list[Claim], member: str, full: int) -> Lease:
     if full:
-        raise Refused(claims[int(full) - 1])
+        refused = claims[int(full) - 1]
+        note_refusal(refused.limit, refused.owner, refused.cap)
+        raise Refused(refused)
     lease = Lease(tuple(claim.key for claim in claims), member)
     _registry.add(lease)
     return lease
@@ -156,6 +158,22 @@ def claim_sync(claims: list[Claim]) -> Lease:
         log.warning("slots: caps unavailable (%s); not counted", exc)
         return Lease((), member)
     return _lease_or_refuse(claims, member, full)
+
+
+_last_logged: dict[tuple[str, str], float] = {}
+LOG_EVERY_SECONDS = 60.0
+
+
+def note_refusal(limit: str, who: str, cap: int) -> None:
+    """Count a refusal (``streamsite_limit_refusals_total{kind=<limit>}``) and log it,
+    at most once a minute per limit and holder: a flood must not flood the log."""
+    metrics.inc("limit_refusals_total", kind=limit)
+    now = time.monotonic()
+    if now - _last_logged.get((limit, who), -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:
+        if len(_last_logged) > 10_000:
+            _last_logged.clear()
+        _last_logged[(limit, who)] = now
+        log.info("limit: %s reached (%s) by %s; refusing", limit, cap, who)
 
 
 def held(limit: str, owner: str) -> int:

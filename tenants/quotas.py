@@ -117,6 +117,8 @@ def limit_for(tenant: Tenant, name: str) -> int:
 
 def _exceeded(tenant: Tenant, name: str, limit: int, detail: str = "") -> QuotaExceeded:
     quota = QUOTAS[name]
+    if name not in ("concurrent_uploads", "concurrent_exports"):  # slots noted them already
+        slots.note_refusal(name, f"tenant {tenant.slug}", limit)
     message = f"tenant {tenant.slug} may have at most {limit:,} {quota.unit} ({name})"
     return QuotaExceeded(name, f"{message}{detail}; ask the operator to raise it")
 
