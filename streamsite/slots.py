@@ -63,6 +63,7 @@ class Claim:
     limit: str
     owner: str
     cap: int
+    label: str = ""  # who, for the log (never a secret); else the owner
 
     @property
     def key(self) -> str:
@@ -125,7 +126,7 @@ def _script_args(claims: list[Claim], member: str) -> tuple[list[str], list[Any]
 def _lease_or_refuse(claims: list[Claim], member: str, full: int) -> Lease:
     if full:
         refused = claims[int(full) - 1]
-        note_refusal(refused.limit, refused.owner, refused.cap)
+        note_refusal(refused.limit, refused.label or refused.owner, refused.cap)
         raise Refused(refused)
     lease = Lease(tuple(claim.key for claim in claims), member)
     _registry.add(lease)
@@ -192,7 +193,12 @@ def connection_claims(*, user: Any, key: str | None, address: str | None) -> lis
     claims = []
     if user is not None and user.is_authenticated:
         claims.append(
-            Claim("connections_per_user", str(user.pk), settings.MAX_CONNECTIONS_PER_USER)
+            Claim(
+                "connections_per_user",
+                str(user.pk),
+                settings.MAX_CONNECTIONS_PER_USER,
+                f"user {user.pk}",
+            )
         )
     if key:
         claims.append(
@@ -200,6 +206,7 @@ def connection_claims(*, user: Any, key: str | None, address: str | None) -> lis
                 "connections_per_share_key",
                 share_key_owner(key),
                 settings.MAX_CONNECTIONS_PER_SHARE_KEY,
+                f"share key #{share_key_owner(key)[:8]}",
             )
         )
     if address:

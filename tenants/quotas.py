@@ -193,7 +193,7 @@ def check_stored_bytes(tenant: Tenant, *, adding: int, replacing_id: int | None 
 
 
 def _claim(tenant: Tenant, name: str) -> slots.Claim:
-    return slots.Claim(name, str(tenant.uuid), limit_for(tenant, name))
+    return slots.Claim(name, str(tenant.uuid), limit_for(tenant, name), f"tenant {tenant.slug}")
 
 
 def _refused(tenant: Tenant, refused: slots.Refused) -> QuotaExceeded:
