@@ -66,6 +66,7 @@ def document_create(
     quotas.check_document_create(tenant, lock=False)
     quotas.check_stored_bytes(tenant, adding=len(data))
     parsed = parse_tsv(data, limits=limits or upload_limits())
+    chunks = _chunks_json(parsed)
     with transaction.atomic():
         quotas.check_document_create(tenant)
         document = Document.objects.create(
@@ -80,8 +81,9 @@ def document_create(
             share_can_steer=share == "steer",
             current_page=1,
             state_seq=1,
+            stored_bytes=sum(map(len, chunks)),
         )
-        _insert_chunks(document, parsed)
+        _insert_chunks(document, chunks)
     return DocumentUpload(document, _first_page(document, parsed), parsed.warnings)
 
 
@@ -100,6 +102,7 @@ def document_replace(
     deleted in the same transaction that switches the version.
     """
     parsed = parse_tsv(data, limits=limits or upload_limits())
+    chunks = _chunks_json(parsed)
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=document.pk)
         locked.version += 1
@@ -109,7 +112,8 @@ def document_replace(
         locked.uploaded_at = timezone.now()
         locked.current_page = 1
         locked.state_seq += 1
-        _insert_chunks(locked, parsed)
+        locked.stored_bytes = sum(map(len, chunks))
+        _insert_chunks(locked, chunks)
         DocumentChunk.objects.filter(document_id=locked.pk, version__lt=locked.version).delete()
         locked.save(
             update_fields=[
@@ -120,6 +124,7 @@ def document_replace(
                 "uploaded_at",
                 "current_page",
                 "state_seq",
+                "stored_bytes",
             ]
         )
         frame = _first_page(locked, parsed)
@@ -190,19 +195,25 @@ def document_share_key_revoke(*, document: Document, actor: AbstractBaseUser | N
     document_share_set(document=document, share=None, actor=actor)
 
 
-def _insert_chunks(document: Document, parsed: ParsedTSV) -> None:
+def _chunks_json(parsed: ParsedTSV) -> list[str]:
+    """The rows as stored: ROWS_PER_CHUNK rows per JSON text."""
     rows = parsed.rows
+    return [
+        json.dumps(rows[start : start + ROWS_PER_CHUNK], ensure_ascii=False, separators=(",", ":"))
+        for start in range(0, len(rows), ROWS_PER_CHUNK)
+    ]
+
+
+def _insert_chunks(document: Document, chunks: list[str]) -> None:
     DocumentChunk.objects.bulk_create(
         (
             DocumentChunk(
                 document_id=document.pk,
                 version=document.version,
                 chunk_no=number,
-                rows_json=json.dumps(
-                    rows[start : start + ROWS_PER_CHUNK], ensure_ascii=False, separators=(",", ":")
-                ),
+                rows_json=rows_json,
             )
-            for number, start in enumerate(range(0, len(rows), ROWS_PER_CHUNK))
+            for number, rows_json in enumerate(chunks)
         ),
         batch_size=_INSERT_BATCH,
     )

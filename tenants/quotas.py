@@ -11,7 +11,7 @@ the limit.
 - ``max_feeds``, ``max_documents``: counted in the database under the
   tenant's row lock, so two concurrent creations cannot both take the last one.
 - ``max_stored_bytes``: the characters of the tenant's stored document rows
-  (JSON) plus ``BYTES_PER_SAMPLE`` for each sample its feeds keep (estimated
+  (JSON, ``Document.stored_bytes``, kept by the upload that stores them) plus ``BYTES_PER_SAMPLE`` for each sample its feeds keep (estimated
   from ``last_seq`` and retention, not counted); an upload counts as its size
   in bytes.
 - ``concurrent_uploads``, ``concurrent_exports``: slots in Redis across every
@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db.models import BigIntegerField, Sum
-from django.db.models.functions import Least, Length
+from django.db.models.functions import Least
 
 from streamsite import hub, metrics, slots
 from tenants.models import Tenant
@@ -140,13 +140,13 @@ def document_count(tenant: Tenant) -> int:
 
 def stored_bytes(tenant: Tenant, *, excluding_document_id: int | None = None) -> int:
     """What the tenant stores (see the module docstring), optionally without one document."""
-    from documents.models import DocumentChunk
+    from documents.models import Document
     from streams.models import Feed
 
-    chunks = DocumentChunk.objects.filter(document__tenant_id=tenant.pk)
+    documents = Document.objects.filter(tenant_id=tenant.pk)
     if excluding_document_id is not None:
-        chunks = chunks.exclude(document_id=excluding_document_id)
-    rows = chunks.aggregate(total=Sum(Length("rows_json")))["total"] or 0
+        documents = documents.exclude(pk=excluding_document_id)
+    rows = documents.aggregate(total=Sum("stored_bytes"))["total"] or 0
     kept = Feed.objects.filter(tenant_id=tenant.pk).aggregate(
         total=Sum(Least("last_seq", "retention_count", output_field=BigIntegerField()))
     )["total"]

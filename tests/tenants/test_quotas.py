@@ -155,3 +155,18 @@ def test_usage_reports_every_quota_against_its_limit(world, acme_feed):
     assert usage["concurrent_exports"] == (1, 2)
     assert usage["concurrent_uploads"] == (0, 2)
     assert usage["samples_per_second"] == (0, 10_000)
+
+
+def test_a_documents_stored_bytes_follow_its_current_version(world):
+    from documents.models import DocumentChunk
+    from documents.services import document_replace
+
+    def stored_rows(document) -> int:
+        chunks = DocumentChunk.objects.filter(document=document, version=document.version)
+        return sum(len(chunk.rows_json) for chunk in chunks)
+
+    document = document_create(tenant=world.acme, name="d", data=numbers_tsv(500)).document
+    assert document.stored_bytes == stored_rows(document) > 0
+    smaller = document_replace(document=document, data=numbers_tsv(20), uploaded_by=None).document
+    assert smaller.stored_bytes == stored_rows(smaller) < document.stored_bytes
+    assert quotas.stored_bytes(world.acme) == smaller.stored_bytes
