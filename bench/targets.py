@@ -172,6 +172,23 @@ def streamsite_server_cmd(port: int, python: str = sys.executable) -> list[str]:
     return [python, "-m", "streamsite.server", "-e", endpoint]
 
 
+# The workloads are one tenant's worth of load far past its production quotas,
+# from one address: 10,000 idle viewers on one share key, 200+ feeds, ~20,000
+# samples a second on one feed. The limits are raised so that the benchmark
+# measures throughput, not the caps (tests/bench checks they stay raised).
+BENCH_LIMITS = {
+    "MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+    "MAX_CONNECTIONS_PER_SHARE_KEY": "1000000",
+    "MAX_CONNECTIONS_PER_USER": "1000000",
+    "QUOTA_MAX_FEEDS": "1000000",
+    "QUOTA_MAX_DOCUMENTS": "1000000",
+    "QUOTA_MAX_STORED_BYTES": str(2**62),
+    "QUOTA_SAMPLES_PER_SECOND": "100000000",
+    "QUOTA_CONCURRENT_UPLOADS": "1000",
+    "QUOTA_CONCURRENT_EXPORTS": "1000",
+}
+
+
 class StreamsiteTarget:
     """Streamsite run from this checkout through ``manage.py`` with a throwaway database.
 
@@ -208,6 +225,7 @@ class StreamsiteTarget:
             or f"sqlite:///{self.tmpdir / 'bench.sqlite3'}",
             DJANGO_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
         )
+        env.update(BENCH_LIMITS)
         self.env = env
         self._manage("migrate", "--noinput")
         tenant = self._manage("createtenant", self.tenant, "--owner", "bench", check=False)

@@ -18,6 +18,7 @@ from streamsite.control import AccessWatch, Credential, session_key_of, user_now
 from streamsite.hub import Hub, Item
 from streamsite.live import LiveConsumer, encode, error_frame
 from streamsite.presence import Presence, presence_frame
+from tenants import quotas
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,18 @@ _page_set = database_sync_to_async(services.document_page_set)
 # database_sync_to_async call of the process's consumers on one shared thread;
 # an upload there would stall every other socket's database access, so it
 # gets a pool thread of its own (it is one self-contained transaction).
-_replace = database_sync_to_async(services.document_replace, thread_sensitive=False)
+
+
+def _replace_within_quota(
+    *, document: Document, data: bytes, uploaded_by
+) -> services.DocumentUpload:
+    """document_replace, holding one of the tenant's concurrent_uploads and within max_stored_bytes."""
+    with quotas.upload_slot(document.tenant):
+        quotas.check_stored_bytes(document.tenant, adding=len(data), replacing_id=document.pk)
+        return services.document_replace(document=document, data=data, uploaded_by=uploaded_by)
+
+
+_replace = database_sync_to_async(_replace_within_quota, thread_sensitive=False)
 
 
 class DocumentConsumer(LiveConsumer):
@@ -203,6 +215,9 @@ class DocumentConsumer(LiveConsumer):
             )
         except TSVError as exc:
             await self.send_text(encode(events.invalid_tsv_frame(exc)))
+            return
+        except quotas.QuotaExceeded as exc:
+            await self.send_text(encode(exc.frame()))
             return
         await self._offer(upload.frame["state"], encode(upload.frame))
         await self.send_text(encode(events.uploaded_frame(upload.document, upload.warnings)))

@@ -40,6 +40,10 @@ class Document(SharedByKey):
         default=False, help_text="Holders of the share key may also turn pages and upload."
     )
     current_page = models.PositiveIntegerField(default=1)
+    # Characters of the current version's stored rows (their JSON), kept with
+    # them, so that a tenant's max_stored_bytes is a sum over documents rather
+    # than a read of every row (tenants/quotas.py).
+    stored_bytes = models.PositiveBigIntegerField(default=0, editable=False)
     state_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 

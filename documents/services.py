@@ -24,6 +24,7 @@ from documents import events, selectors
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
 from documents.tsv import PackedTSV, TSVLimits, pack_tsv
 from streamsite.control import access_changed
+from tenants import quotas
 from tenants.models import Tenant
 from tenants.services import audit_record
 
@@ -58,10 +59,15 @@ def document_create(
 
     Raises ``documents.tsv.TSVError`` for a file that cannot be read; nothing
     is stored then. ``share`` gives the document a share key for following
-    ("follow") or also steering and uploading ("steer").
+    ("follow") or also steering and uploading ("steer"). Raises
+    ``tenants.quotas.QuotaExceeded`` (nothing stored, nothing parsed) when the
+    tenant has max_documents or the file would take it over max_stored_bytes.
     """
+    quotas.check_document_create(tenant, lock=False)
+    quotas.check_stored_bytes(tenant, adding=len(data))
     parsed = _parse(data, limits)
     with transaction.atomic():
+        quotas.check_document_create(tenant)
         document = Document.objects.create(
             tenant=tenant,
             name=name,
@@ -74,6 +80,7 @@ def document_create(
             share_can_steer=share == "steer",
             current_page=1,
             state_seq=1,
+            stored_bytes=sum(map(len, parsed.packs)),
         )
         _insert_chunks(document, parsed)
     return DocumentUpload(document, _first_page(document, parsed), parsed.warnings)
@@ -106,6 +113,7 @@ def document_replace(
         locked.uploaded_at = timezone.now()
         locked.current_page = 1
         locked.state_seq += 1
+        locked.stored_bytes = sum(map(len, parsed.packs))
         _insert_chunks(locked, parsed)
         DocumentChunk.objects.filter(document_id=locked.pk, version__lt=locked.version).delete()
         locked.save(
@@ -117,6 +125,7 @@ def document_replace(
                 "uploaded_at",
                 "current_page",
                 "state_seq",
+                "stored_bytes",
             ]
         )
         frame = _first_page(locked, parsed)

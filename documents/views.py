@@ -14,7 +14,14 @@ from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
@@ -23,6 +30,8 @@ from documents import access, events, selectors, services
 from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
 from documents.tsv import TSVError, export_lines
+from streamsite.slots import Lease
+from tenants import quotas
 from tenants.access import PUBLISH_ROLES, tenants_where
 from tenants.views import not_found_or_sign_in
 
@@ -69,17 +78,24 @@ def document_list(request: HttpRequest) -> HttpResponse:
         form = DocumentCreateForm(request.POST, request.FILES, tenants=uploadable)
         upload = None
         if form.is_valid():
+            tenant = form.cleaned_data["tenant"]
             try:
-                upload = services.document_create(
-                    tenant=form.cleaned_data["tenant"],
-                    name=form.cleaned_data["name"],
-                    data=form.cleaned_data["file"].read(),
-                    uploaded_by=request.user,
-                )
+                with quotas.upload_slot(tenant):
+                    upload = services.document_create(
+                        tenant=tenant,
+                        name=form.cleaned_data["name"],
+                        data=form.cleaned_data["file"].read(),
+                        uploaded_by=request.user,
+                    )
             except TSVError as exc:
                 if _wants_json(request):
                     return JsonResponse(events.invalid_tsv_frame(exc), status=400)
                 form.add_error("file", exc.message)
+            except quotas.QuotaExceeded as exc:
+                if _wants_json(request):
+                    return JsonResponse(exc.frame(), status=exc.status)
+                form.add_error(None, exc.message)
+                status = exc.status
         elif _wants_json(request):
             return _form_error(form)
         if upload is not None:
@@ -87,7 +103,7 @@ def document_list(request: HttpRequest) -> HttpResponse:
                 return _uploaded(upload)
             messages.success(request, f"Uploaded {upload.document.name}.")
             return redirect(upload.document)
-        status = 400
+        status = status if status != 200 else 400
     documents = selectors.documents_for_user(request.user).order_by("tenant__slug", "name")
     return render(
         request,
@@ -175,16 +191,26 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
             return _form_error(form)
         return _detail(request, document, key=key, upload_form=form)
     try:
-        upload = services.document_replace(
-            document=document,
-            data=form.cleaned_data["file"].read(),
-            uploaded_by=request.user if request.user.is_authenticated else None,
-        )
+        data = form.cleaned_data["file"].read()
+        with quotas.upload_slot(document.tenant):
+            quotas.check_stored_bytes(document.tenant, adding=len(data), replacing_id=document.pk)
+            upload = services.document_replace(
+                document=document,
+                data=data,
+                uploaded_by=request.user if request.user.is_authenticated else None,
+            )
     except TSVError as exc:
         if _wants_json(request):
             return JsonResponse(events.invalid_tsv_frame(exc), status=400)
         form.add_error("file", exc.message)
         return _detail(request, document, key=key, upload_form=form)
+    except quotas.QuotaExceeded as exc:
+        if _wants_json(request):
+            return JsonResponse(exc.frame(), status=exc.status)
+        form.add_error("file", exc.message)
+        response = _detail(request, document, key=key, upload_form=form)
+        response.status_code = exc.status
+        return response
     if _wants_json(request):
         return _uploaded(upload)
     messages.success(request, f"Uploaded version {upload.document.version}.")
@@ -205,6 +231,19 @@ def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
     document = access.document_for_viewer(request.user, document_uuid, key=key)
     if document is None:
         return not_found_or_sign_in(request, key=key, what="document")
+    try:
+        lease = quotas.claim_slot(document.tenant, "concurrent_exports")
+    except quotas.QuotaExceeded as exc:
+        return JsonResponse(exc.frame(), status=exc.status)
+    try:
+        response = _export_response(request, document)
+    except BaseException:
+        lease.release_sync()
+        raise
+    return _released_when_sent(response, lease)
+
+
+def _export_response(request: HttpRequest, document: Document) -> StreamingHttpResponse:
     document, rows = selectors.document_export(document.pk)
     pieces = _pieces(export_lines(document.columns, rows))
     response = StreamingHttpResponse(
@@ -253,6 +292,35 @@ async def _async_pieces(pieces: Generator[bytes, None, None]) -> AsyncIterator[b
     finally:
         # A client that went away: close the cursor (and its snapshot) now.
         await sync_to_async(pieces.close, thread_sensitive=True)()
+
+
+def _released_when_sent(response: HttpResponseBase, lease: Lease) -> HttpResponseBase:
+    """Hold the export slot until the body is sent: a streamed body is sent after the view returns."""
+    if not response.streaming:
+        lease.release_sync()
+        return response
+    if response.is_async:
+        body = response.streaming_content
+
+        async def releasing_async():
+            try:
+                async for part in body:
+                    yield part
+            finally:
+                await lease.release()
+
+        response.streaming_content = releasing_async()
+    else:
+        body = response.streaming_content
+
+        def releasing():
+            try:
+                yield from body
+            finally:
+                lease.release_sync()
+
+        response.streaming_content = releasing()
+    return response
 
 
 @require_POST

@@ -39,6 +39,7 @@ from streams.services import (
     producer_update,
 )
 from streamsite import metrics
+from tenants import quotas
 from tenants.admin_base import (
     ObjectActionsAdmin,
     ShareKeyAdmin,
@@ -65,6 +66,14 @@ class FeedAddForm(forms.ModelForm):
     class Meta:
         model = Feed
         fields = ["tenant", "name", "kind"]
+
+    def clean_tenant(self):
+        tenant = self.cleaned_data["tenant"]
+        try:
+            quotas.check_feed_create(tenant, lock=False)  # feed_create checks again, locked
+        except quotas.QuotaExceeded as exc:
+            raise forms.ValidationError(exc.message, code="quota_exceeded") from None
+        return tenant
 
 
 @admin.register(Feed)

@@ -19,6 +19,7 @@ from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
 from streamsite.control import AccessWatch, Credential, session_key_of, user_now
 from streamsite.live import LiveConsumer, encode, error_frame
+from tenants import quotas
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class FeedPublishConsumer(LiveConsumer):
             await self.close()
             return
         self.producer = producer
+        self._samples_per_second = quotas.limit_for(producer.tenant, "samples_per_second")
         self._queue: deque[tuple[str, Any]] = deque()
         self._queued_samples = 0
         self._wake = asyncio.Event()
@@ -208,6 +210,19 @@ class FeedPublishConsumer(LiveConsumer):
                 await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
+        """The tenant's samples_per_second first (one Redis call): frames over it are refused."""
+        tenant = self.producer.tenant
+        granted = await quotas.take_samples(
+            tenant, [len(inputs) for inputs in batch], rate=self._samples_per_second
+        )
+        if granted:
+            await self._store_batch(batch[:granted])
+        if granted < len(batch):
+            refusal = encode(quotas.samples_refusal(tenant).frame())
+            for _ in batch[granted:]:
+                await self.send_text(refusal)
+
+    async def _store_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
         # One write per frame, so that a frame the feed refuses is refused alone.
         writer = IngestWriter.current()
         outcomes = await asyncio.gather(

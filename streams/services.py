@@ -25,6 +25,7 @@ from streams.stats import (
 )
 from streamsite.control import access_changed
 from streamsite.frames import encode
+from tenants import quotas
 from tenants.models import Tenant
 from tenants.services import audit_record
 
@@ -394,7 +395,9 @@ def feed_create(
     share: bool = False,
     actor: AbstractBaseUser | None = None,
 ) -> Feed:
+    """Raises tenants.quotas.QuotaExceeded (nothing created) when the tenant has max_feeds."""
     with transaction.atomic():
+        quotas.check_feed_create(tenant)
         feed = Feed.objects.create(
             tenant=tenant,
             name=name,

@@ -16,20 +16,22 @@ from streams import access, history, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
+from streamsite import slots
 from streamsite.control import AccessWatch, Credential, user_now
-from streamsite.frames import error_frame
+from streamsite.frames import encode, error_frame
+from tenants import quotas
 from tenants.access import tenants_of, tenants_where
 from tenants.models import Role
 from tenants.views import not_found_or_sign_in
 
 RECENT_ON_PAGE = 200
-# An SSE client this many frames behind is dropped; it resumes with Last-Event-ID.
-SSE_MAX_BACKLOG = 10_000
 SSE_KEEPALIVE_SECONDS = 15
 # The history download reads this many samples per query, so memory stays
 # bounded whatever the limit.
 HISTORY_PAGE = 1_000
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# The scope extension (streamsite.server) that says how much of the response is unsent.
+PENDING_BYTES_EXTENSION = "streamsite.pending_bytes"
 
 
 @login_required
@@ -183,6 +185,9 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
         code = getattr(exc, "code", "bad_json")
         message = getattr(exc, "message", "the body is not valid JSON")
         return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
+    if not quotas.take_samples_sync(producer.tenant, len(inputs)):
+        refusal = quotas.samples_refusal(producer.tenant)
+        return JsonResponse(refusal.frame(), status=refusal.status)
     try:
         samples = services.samples_append(feed=producer.feed, values=inputs)
     except services.SampleRejected as exc:
@@ -197,28 +202,55 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
 
     Same frames as the WebSocket, one ``data:`` line each; samples carry
     ``id: <seq>`` so that EventSource resumes after a drop with Last-Event-ID.
+    Counts against the same connection caps as a WebSocket (HTTP 429 over one).
+    A reader more than WEBSOCKET_MAX_PENDING_BYTES behind (queued here plus
+    unsent by the server) gets an ``error`` event (``too_slow``) and the end of
+    the stream; it resumes with Last-Event-ID.
     """
     key = request.GET.get("key")
     user = await request.auser()
     feed = await database_sync_to_async(access.feed_for_viewer)(user, feed_uuid, key=key)
     if feed is None:
         raise Http404("No such feed.")
+    try:
+        lease = await slots.claim(
+            slots.connection_claims(user=user, key=key, address=request.META.get("REMOTE_ADDR"))
+        )
+    except slots.Refused as refused:
+        return JsonResponse(slots.too_many_connections(refused), status=429)
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     since = parse_since(resume) if resume else None
     backlog: asyncio.Queue[str | None] = asyncio.Queue()
+    budget = settings.WEBSOCKET_MAX_PENDING_BYTES
+    extensions = getattr(request, "scope", {}).get("extensions") or {}
+    unsent = extensions.get(PENDING_BYTES_EXTENSION) or (lambda: 0)
+    queued = 0  # bytes in backlog
+    ended = False
+
+    def end(chunk: str | None = None) -> None:
+        nonlocal ended
+        if not ended:
+            ended = True
+            if chunk is not None:
+                backlog.put_nowait(chunk)
+            backlog.put_nowait(None)
 
     async def send(text: str, seq: int | None) -> None:
-        if backlog.qsize() >= SSE_MAX_BACKLOG:
-            backlog.put_nowait(None)  # too far behind: end the stream
+        nonlocal queued
+        if ended:
             return
-        backlog.put_nowait(f"id: {seq}\ndata: {text}\n\n" if seq else f"data: {text}\n\n")
+        chunk = f"id: {seq}\ndata: {text}\n\n" if seq else f"data: {text}\n\n"
+        if queued + unsent() + len(chunk) > budget:
+            end(_too_slow_event(budget))  # too far behind: it resumes with Last-Event-ID
+            return
+        queued += len(chunk)
+        backlog.put_nowait(chunk)
 
     async def failed() -> None:
-        backlog.put_nowait(None)
+        end()
 
     async def revoked() -> None:
-        backlog.put_nowait(f"data: {error_frame('revoked', 'access was revoked')}\n\n")
-        backlog.put_nowait(None)
+        end(f"data: {error_frame('revoked', 'access was revoked')}\n\n")
 
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
 
@@ -239,6 +271,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     )
 
     async def stream():
+        nonlocal queued
         try:
             yield "retry: 2000\n\n"
             await watch.start()
@@ -250,13 +283,24 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
                     chunk = ": keep-alive\n\n"
                 if chunk is None:
                     return
+                queued = max(0, queued - len(chunk))
                 yield chunk
         finally:
             await watch.stop()
             await viewer.stop()
+            await lease.release()
 
     return StreamingHttpResponse(
         stream(),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _too_slow_event(budget: int) -> str:
+    frame = {
+        "type": "error",
+        "error": "too_slow",
+        "message": f"over {budget} bytes unread; reconnect (Last-Event-ID resumes)",
+    }
+    return f"event: error\ndata: {encode(frame)}\n\n"

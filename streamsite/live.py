@@ -10,12 +10,10 @@ from urllib.parse import parse_qs
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 from django.db import DatabaseError
 
-from streamsite import metrics
+from streamsite import metrics, slots
 from streamsite.frames import encode, error_frame, websocket_frame
-from streamsite.presence import Presence
 
 __all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
 
@@ -23,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Close code for a connection whose key, token or membership was revoked.
 CLOSE_ACCESS_REVOKED = 4403
-# Close code when a user already holds MAX_CONNECTIONS_PER_USER sockets.
+# Close code when a connection cap (per user, share key or address) is reached.
 CLOSE_TOO_MANY_CONNECTIONS = 4429
 # Close code when live events are unavailable (Redis away): reconnect a little later.
 CLOSE_UNAVAILABLE = 1011
@@ -64,7 +62,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     _counted_open = False
     _bucket: TokenBucket | None = None
     _refused_frames = 0
-    _user_slot: str | None = None
+    _slots: slots.Lease | None = None
 
     # Limits on what a client may send; consumers that take input raise them.
     def max_frame_bytes(self) -> int:
@@ -90,18 +88,24 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close_unavailable()
 
     async def accept(self, subprotocol: str | None = None, headers=None) -> None:
-        """Accept, unless the signed-in user already holds MAX_CONNECTIONS_PER_USER sockets."""
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            cap = settings.MAX_CONNECTIONS_PER_USER
-            self._user_slot = await Presence.current().claim_user_slot(user.pk, cap)
-            if self._user_slot is None:
-                await super().accept(subprotocol, headers)
-                await self.send_text(
-                    error_frame("too_many_connections", f"at most {cap} open connections per user")
-                )
-                await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
-                raise _Refused
+        """Accept, unless a connection cap of its user, share key or address is reached.
+
+        Over a cap the socket opens only to say which (``too_many_connections``
+        with ``limit``) and is closed with 4429; nothing is counted.
+        """
+        client = self.scope.get("client")
+        claims = slots.connection_claims(
+            user=self.scope.get("user"),
+            key=self.query_param("key"),
+            address=client[0] if client else None,
+        )
+        try:
+            self._slots = await slots.claim(claims)
+        except slots.Refused as refused:
+            await super().accept(subprotocol, headers)
+            await self.send_text(encode(slots.too_many_connections(refused)))
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            raise _Refused from None
         await super().accept(subprotocol, headers)
         self._counted_open = True
         metrics.inc("connections_open", kind=self.metrics_kind)
@@ -110,9 +114,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self._counted_open:
             self._counted_open = False
             metrics.inc("connections_open", -1, kind=self.metrics_kind)
-        if self._user_slot is not None:
-            await Presence.current().release_user_slot(self.scope["user"].pk, self._user_slot)
-            self._user_slot = None
+        if self._slots is not None:
+            lease, self._slots = self._slots, None
+            await lease.release()
         await super().websocket_disconnect(message)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:

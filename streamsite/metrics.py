@@ -39,6 +39,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "connections_revoked_total": ("counter", "Connections closed after an access change."),
     "producer_restarts_total": ("counter", "Producers restarted by runproducers after a crash."),
     "http_bodies_refused_total": ("counter", "HTTP requests refused (413) for their body size."),
+    "limit_refusals_total": (
+        "counter",
+        "Connections, frames and requests refused by a quota or connection cap, by limit.",
+    ),
 }
 
 _counts: Counter[str] = Counter()

@@ -58,7 +58,6 @@ class Presence:
     def __init__(self, url: str) -> None:
         self._redis = aredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         self._local: dict[str, set[str]] = {}
-        self._user_slots: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -103,40 +102,6 @@ class Presence:
             log.info("presence: leave %s failed (%s); it expires by itself", group, exc)
         self._mark_dirty(group)
 
-    async def claim_user_slot(self, user_id: int, cap: int) -> str | None:
-        """Count one more open connection of a user; None (nothing counted) if over ``cap``.
-
-        Fails open: if Redis cannot be asked, the connection is not held back by the cap.
-        """
-        key, member, now = f"conns:user:{user_id}", uuid.uuid4().hex, time.time()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zremrangebyscore(key, "-inf", now - EXPIRY_SECONDS)
-                pipe.zadd(key, {member: now})
-                pipe.zcard(key)
-                *_, count = await pipe.execute()
-            if count > cap:
-                await self._redis.zrem(key, member)
-                return None
-        except (redis.RedisError, OSError) as exc:
-            log.warning("presence: connection cap unavailable (%s)", exc)
-            return member
-        self._user_slots.setdefault(key, set()).add(member)
-        self._ensure_running()
-        return member
-
-    async def release_user_slot(self, user_id: int, member: str) -> None:
-        key = f"conns:user:{user_id}"
-        slots = self._user_slots.get(key)
-        if slots is not None:
-            slots.discard(member)
-            if not slots:
-                del self._user_slots[key]
-        try:
-            await self._redis.zrem(key, member)
-        except (redis.RedisError, OSError) as exc:
-            log.info("presence: slot release failed (%s); it expires by itself", exc)
-
     def _mark_dirty(self, group: str) -> None:
         self._dirty.add(group)
         self._ensure_running()
@@ -147,7 +112,7 @@ class Presence:
 
     async def _run(self) -> None:
         next_refresh = time.monotonic() + REFRESH_SECONDS
-        while self._local or self._dirty or self._user_slots:
+        while self._local or self._dirty:
             await asyncio.sleep(BROADCAST_EVERY_SECONDS)
             try:
                 if time.monotonic() >= next_refresh:
@@ -166,8 +131,6 @@ class Presence:
             for group, members in self._local.items():
                 pipe.zadd(_members_key(group), dict.fromkeys(members, now))
                 pipe.zremrangebyscore(_members_key(group), "-inf", now - EXPIRY_SECONDS)
-            for key, members in self._user_slots.items():
-                pipe.zadd(key, dict.fromkeys(members, now))
             await pipe.execute()
 
 

@@ -38,6 +38,9 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   dropped a moment later; nothing reaches the application. Twisted would
   otherwise spool the whole body to a temporary file, and Daphne would then put
   all of it in the application's queue at once.
+- **Unsent response bytes.** HTTP scopes carry
+  ``scope["extensions"]["streamsite.pending_bytes"]``: how much of the response
+  waits unsent, so that an event stream can end a reader that stopped reading.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
   through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
@@ -339,7 +342,22 @@ class PreparedFramesApp:
                 extensions = scope.get("extensions") or {}
                 extensions["streamsite.write_frame"] = protocol.write_prepared
                 scope["extensions"] = extensions
+        elif scope["type"] == "http" and isinstance(send, functools.partial):
+            request = send.args[0] if send.args else None
+            if isinstance(request, WebRequest):
+                # Event streams end a reader that falls too far behind (streams/views.py).
+                extensions = scope.get("extensions") or {}
+                extensions["streamsite.pending_bytes"] = functools.partial(
+                    _response_pending_bytes, request
+                )
+                scope["extensions"] = extensions
         return await self.app(scope, receive, send)
+
+
+def _response_pending_bytes(request: WebRequest) -> int:
+    """Bytes of an HTTP response written by the application but not yet sent to the client."""
+    channel = request.channel
+    return pending_bytes(channel.transport) if channel is not None else 0
 
 
 def _load_application() -> PreparedFramesApp:

@@ -220,3 +220,16 @@ PUBLISH_RATE_LIMIT = env_int("PUBLISH_RATE_LIMIT", 20_000, minimum=1)
 WEBSOCKET_MAX_PENDING_BYTES = env_int("WEBSOCKET_MAX_PENDING_BYTES", 4 * 1024 * 1024, minimum=1024)
 # Open WebSockets one signed-in user may hold at once.
 MAX_CONNECTIONS_PER_USER = env_int("MAX_CONNECTIONS_PER_USER", 50, minimum=1)
+# Open connections (WebSockets and Server-Sent Events) per credential, counted in
+# Redis across processes (streamsite/slots.py); 4429 or HTTP 429 beyond.
+MAX_CONNECTIONS_PER_SHARE_KEY = env_int("MAX_CONNECTIONS_PER_SHARE_KEY", 500, minimum=1)
+MAX_CONNECTIONS_PER_ADDRESS = env_int("MAX_CONNECTIONS_PER_ADDRESS", 1000, minimum=1)
+
+# Per-tenant quotas: the defaults; a superuser sets a tenant's own in the admin
+# (tenants/quotas.py).
+QUOTA_MAX_FEEDS = env_int("QUOTA_MAX_FEEDS", 100, minimum=0)
+QUOTA_MAX_DOCUMENTS = env_int("QUOTA_MAX_DOCUMENTS", 100, minimum=0)
+QUOTA_MAX_STORED_BYTES = env_int("QUOTA_MAX_STORED_BYTES", 1024**3, minimum=0)
+QUOTA_SAMPLES_PER_SECOND = env_int("QUOTA_SAMPLES_PER_SECOND", 10_000, minimum=0)
+QUOTA_CONCURRENT_UPLOADS = env_int("QUOTA_CONCURRENT_UPLOADS", 2, minimum=0)
+QUOTA_CONCURRENT_EXPORTS = env_int("QUOTA_CONCURRENT_EXPORTS", 2, minimum=0)

@@ -12,11 +12,13 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.http import HttpRequest
 from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
+from tenants import quotas
 from tenants.access import sole_owner
 from tenants.admin_base import TenantScopedAdmin, adopt, show_secret_once
 from tenants.models import AuditEntry, Membership, Role, Tenant
@@ -26,6 +28,7 @@ from tenants.services import (
     membership_remove,
     membership_set,
     tenant_create,
+    tenant_quotas_set,
     tenant_rename,
 )
 
@@ -52,22 +55,93 @@ class TenantAddForm(forms.ModelForm):
         return _existing_user(self.cleaned_data["owner"])
 
 
+def _amount(name: str, value: float | int | None) -> str:
+    if value is None:
+        return "?"
+    if name == "max_stored_bytes":
+        return filesizeformat(value)
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def _usage_text(usage: quotas.Usage) -> str:
+    return f"{_amount(usage.name, usage.used)} / {_amount(usage.name, usage.limit)}"
+
+
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
+    """Tenants, their members and their quotas against what they use.
+
+    Quotas (``quota_*``) are editable by superusers only: the owner of a tenant
+    sees them, read-only, and can never raise their own.
+    """
+
     tenant_field = ""
-    list_display = ["slug", "name", "member_count_link", "created_at"]
+    list_display = [
+        "slug", "name", "member_count_link", "feeds_usage", "documents_usage", "stored_usage",
+        "samples_usage", "created_at",
+    ]  # fmt: skip
     search_fields = ["slug", "name"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_count=Count("memberships"))
 
-    def get_fields(self, request, obj=None):
+    def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return ["slug", "name", "owner"]
-        return ["slug", "name", "uuid", "created_at", "member_list"]
+            return [(None, {"fields": ["slug", "name", "owner"]})]
+        return [
+            (None, {"fields": ["slug", "name", "uuid", "created_at", "member_list"]}),
+            (
+                "Quotas",
+                {
+                    "fields": ["usage", *quotas.QUOTA_FIELDS],
+                    "description": "Empty: the server's default (the QUOTA_* setting). "
+                    "Only superusers change them.",
+                },
+            ),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["slug", "uuid", "created_at", "member_list"]
+        if obj is None:
+            return []
+        fixed = ["slug", "uuid", "created_at", "member_list", "usage"]
+        return fixed if request.user.is_superuser else [*fixed, *quotas.QUOTA_FIELDS]
+
+    def _usage(self, tenant: Tenant) -> dict[str, quotas.Usage]:
+        # Computed once per tenant and page: the list shows four columns of it.
+        cached = getattr(tenant, "_quota_usage", None)
+        if cached is None:
+            cached = tenant._quota_usage = {u.name: u for u in quotas.usage(tenant)}
+        return cached
+
+    @admin.display(description="feeds")
+    def feeds_usage(self, tenant: Tenant) -> str:
+        return _usage_text(self._usage(tenant)["max_feeds"])
+
+    @admin.display(description="documents")
+    def documents_usage(self, tenant: Tenant) -> str:
+        return _usage_text(self._usage(tenant)["max_documents"])
+
+    @admin.display(description="stored")
+    def stored_usage(self, tenant: Tenant) -> str:
+        return _usage_text(self._usage(tenant)["max_stored_bytes"])
+
+    @admin.display(description="samples/s (last minute)")
+    def samples_usage(self, tenant: Tenant) -> str:
+        return _usage_text(self._usage(tenant)["samples_per_second"])
+
+    @admin.display(description="usage now")
+    def usage(self, tenant: Tenant) -> str:
+        rows = [
+            (usage.name, _amount(usage.name, usage.used), _amount(usage.name, usage.limit))
+            for usage in self._usage(tenant).values()
+        ]
+        return format_html(
+            '<table class="quota-usage"><thead><tr><th>limit</th><th>used</th><th>quota</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -103,7 +177,11 @@ class TenantAdmin(TenantScopedAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             fresh = Tenant.objects.get(pk=obj.pk)
-            tenant_rename(tenant=fresh, name=obj.name, actor=request.user)
+            if fresh.name != obj.name:
+                tenant_rename(tenant=fresh, name=obj.name, actor=request.user)
+            if request.user.is_superuser:  # the fields are read-only for everyone else
+                values = {f: getattr(obj, f) for f in quotas.QUOTA_FIELDS if f in form.fields}
+                tenant_quotas_set(tenant=fresh, actor=request.user, **values)
         else:
             tenant = tenant_create(
                 slug=obj.slug, name=obj.name, owner=form.cleaned_data["owner"], actor=request.user

@@ -20,6 +20,35 @@ class Tenant(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="tenants"
     )
+    # This tenant's own quotas (tenants/quotas.py); empty means the QUOTA_* setting.
+    # Only superusers may change them: a tenant owner must not raise their own.
+    quota_max_feeds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Feeds at most (empty: QUOTA_MAX_FEEDS)."
+    )
+    quota_max_documents = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Documents at most (empty: QUOTA_MAX_DOCUMENTS)."
+    )
+    quota_max_stored_bytes = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes stored at most: documents' rows plus an estimate per sample "
+        "(empty: QUOTA_MAX_STORED_BYTES).",
+    )
+    quota_samples_per_second = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Samples a second published over all its feeds (empty: QUOTA_SAMPLES_PER_SECOND).",
+    )
+    quota_concurrent_uploads = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Document uploads running at once (empty: QUOTA_CONCURRENT_UPLOADS).",
+    )
+    quota_concurrent_exports = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Document exports running at once (empty: QUOTA_CONCURRENT_EXPORTS).",
+    )
 
     class Meta:
         ordering = ["slug"]

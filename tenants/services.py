@@ -80,6 +80,34 @@ def tenant_rename(*, tenant: Tenant, name: str, actor: AbstractBaseUser | None =
 
 
 @transaction.atomic
+def tenant_quotas_set(
+    *, tenant: Tenant, actor: AbstractBaseUser | None = None, **values: int | None
+) -> list[str]:
+    """Set the tenant's own quotas (``quota_<name>``; None: the default setting).
+
+    Returns the fields that changed. Callers check who may (superusers only: an
+    owner must not raise their own tenant's quotas). Open publish sockets keep
+    the samples_per_second they connected with until they reconnect.
+    """
+    from tenants.quotas import QUOTA_FIELDS
+
+    unknown = set(values) - set(QUOTA_FIELDS)
+    if unknown:
+        raise TypeError(f"not a quota: {sorted(unknown)}")
+    changed = [field for field, value in values.items() if getattr(tenant, field) != value]
+    if not changed:
+        return []
+    details = {field: {"from": getattr(tenant, field), "to": values[field]} for field in changed}
+    for field in changed:
+        setattr(tenant, field, values[field])
+    tenant.save(update_fields=changed)
+    audit_record(
+        actor=actor, tenant=tenant, action="tenant.quotas_changed", target=tenant, details=details
+    )
+    return changed
+
+
+@transaction.atomic
 def membership_set(
     *, tenant: Tenant, user: AbstractBaseUser, role: Role, actor: AbstractBaseUser | None = None
 ) -> Membership:

@@ -319,6 +319,63 @@ def test_the_production_site_redirects_to_https_and_serves_wss(backends, acme_fe
     assert hello["type"] == "hello" and hello["feed"]["uuid"] == str(feed.uuid)
 
 
+def test_behind_nginx_the_address_cap_counts_the_client_not_the_address_it_claims(
+    static_root, tmp_path, acme_feed
+):
+    """Daphne as deployed (--proxy-headers) takes the first X-Forwarded-For address;
+    nginx must overwrite the header, or a client would name a new address per socket."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamsite.server", "-b", "127.0.0.1", "-p", str(port),
+         "--proxy-headers"],
+        cwd=ROOT,
+        env=server_env(SERVE_STATIC="0", MAX_CONNECTIONS_PER_ADDRESS="2"),
+    )  # fmt: skip
+    wait_for_port(port, process)
+    locations = replaced(
+        (DEPLOY / "nginx-locations.conf").read_text(), PRODUCTION_STATIC_ROOT, f"{static_root}/"
+    )
+    (tmp_path / "locations.conf").write_text(locations)
+    nginx_port = free_port()
+    site = (
+        f"    upstream streamsite {{\n        server 127.0.0.1:{port};\n    }}\n"
+        f"    server {{\n        listen 127.0.0.1:{nginx_port};\n"
+        f"        include {tmp_path / 'locations.conf'};\n    }}\n"
+    )
+    proxy = start_nginx(tmp_path, site, nginx_port)
+    feed = acme_feed.feed
+    url = f"ws://127.0.0.1:{nginx_port}/ws/feeds/{feed.uuid}/?key={feed.share_key}"
+    # Addresses nobody else in the run uses (the counts live in a shared Redis).
+    client, neighbour = (f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.9",
+                         f"127.{secrets.randbelow(250) + 1}.{secrets.randbelow(250) + 1}.8")  # fmt: skip
+
+    async def first_frame(source: str, claimed: str) -> dict:
+        socket = await websockets.connect(
+            url, additional_headers={"X-Forwarded-For": claimed}, local_addr=(source, 0)
+        )
+        sockets.append(socket)
+        return json.loads(await socket.recv())
+
+    async def scenario():
+        try:
+            spoofed = [await first_frame(client, f"198.51.100.{n}") for n in range(1, 4)]
+            return spoofed, await first_frame(neighbour, "198.51.100.1")
+        finally:
+            for socket in sockets:
+                await socket.close()
+
+    sockets: list = []
+    try:
+        spoofed, other = asyncio.run(scenario())
+    finally:
+        proxy.stop()
+        process.terminate()
+        process.wait(10)
+    assert [frame["type"] for frame in spoofed] == ["hello", "hello", "error"]
+    assert spoofed[2]["limit"] == "connections_per_address"
+    assert other["type"] == "hello"
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [({}, "no issues"), ({"SECURE_HSTS_SECONDS": "0"}, "security.W004")],

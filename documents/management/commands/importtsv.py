@@ -14,6 +14,7 @@ from documents.services import (
 )
 from documents.tsv import TSVError
 from streamsite.hub import live_events_problem
+from tenants import quotas
 from tenants.models import Tenant
 
 
@@ -50,9 +51,12 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from exc
         try:
-            upload = self._import(tenant, data, path, o)
+            with quotas.upload_slot(tenant):
+                upload = self._import(tenant, data, path, o)
         except TSVError as exc:
             raise CommandError(f"{path}: {exc.message}") from exc
+        except quotas.QuotaExceeded as exc:
+            raise CommandError(f"{path}: not imported: {exc.message}") from exc
         document = upload.document
         for warning in upload.warnings:
             self.stderr.write(f"{path}: {warning}")
@@ -74,6 +78,7 @@ class Command(BaseCommand):
                 share=o["share"],
             )
         document = self._document(tenant, o["document"])
+        quotas.check_stored_bytes(tenant, adding=len(data), replacing_id=document.pk)
         upload = document_replace(document=document, data=data, uploaded_by=None)
         if o["name"]:
             document_rename(document=upload.document, name=o["name"])

@@ -7,6 +7,7 @@ from streams.management.producerconfig import config_from_option
 from streams.models import FeedKind, ProducerKind
 from streams.services import feed_create, producer_create
 from tenants.models import Tenant
+from tenants.quotas import QuotaExceeded
 
 
 class Command(BaseCommand):
@@ -40,11 +41,14 @@ class Command(BaseCommand):
             config = config_from_option(tenant, o["producer"], o["config"])
         for index in range(1, o["count"] + 1):
             name = o["name"] if o["count"] == 1 else f"{o['name']}-{index}"
-            with transaction.atomic():
-                feed = feed_create(tenant=tenant, name=name, kind=o["kind"], share=o["share"])
-                token = None
-                if o["producer"]:
-                    _, token = producer_create(feed=feed, kind=o["producer"], config=config)
+            try:
+                with transaction.atomic():
+                    feed = feed_create(tenant=tenant, name=name, kind=o["kind"], share=o["share"])
+                    token = None
+                    if o["producer"]:
+                        _, token = producer_create(feed=feed, kind=o["producer"], config=config)
+            except QuotaExceeded as exc:
+                raise CommandError(f"Feed {name} not created: {exc.message}") from exc
             result = {"uuid": str(feed.uuid), "key": feed.share_key, "token": token}
             if o["json"]:
                 self.stdout.write(json.dumps(result))
