@@ -26,7 +26,7 @@ from documents.tsv import PackedTSV, TSVLimits, pack_tsv
 from streamsite.control import access_changed
 from tenants import quotas
 from tenants.models import Tenant
-from tenants.services import audit_record
+from tenants.services import audit_record, shared_object_settings_update
 
 ShareMode = Literal["follow", "steer"]
 # Chunks per INSERT: ~100 rows each, so a batch is a few hundred kB of JSON.
@@ -252,29 +252,15 @@ DOCUMENT_SETTINGS = ("name", "allowed_origins")
 def document_settings_update(
     *, document: Document, actor: AbstractBaseUser | None = None, **changes: str
 ) -> list[str]:
-    """Change some of DOCUMENT_SETTINGS (the admin's form); returns the names that changed.
-
-    Dropping an allowed origin disconnects the share-key viewers on that origin.
-    """
-    unknown = set(changes) - set(DOCUMENT_SETTINGS)
-    if unknown:
-        raise TypeError(f"not a document setting: {sorted(unknown)}")
-    changed = [name for name, value in changes.items() if getattr(document, name) != value]
-    if not changed:
-        return []
-    for name in changed:
-        setattr(document, name, changes[name])
-    document.save(update_fields=changed)
-    audit_record(
-        actor=actor,
-        tenant=document.tenant,
+    """Change some of DOCUMENT_SETTINGS (the admin's form); returns the names that changed
+    (see tenants.services.shared_object_settings_update)."""
+    return shared_object_settings_update(
+        obj=document,
+        allowed=DOCUMENT_SETTINGS,
         action="document.changed",
-        target=document,
-        details={"fields": changed},
+        actor=actor,
+        changes=changes,
     )
-    if "allowed_origins" in changed:
-        access_changed(tenant_uuid=document.tenant.uuid, object_uuid=document.uuid)
-    return changed
 
 
 @transaction.atomic

@@ -27,7 +27,7 @@ from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants import quotas
 from tenants.models import Tenant
-from tenants.services import audit_record
+from tenants.services import audit_record, shared_object_settings_update
 
 # Pruning old samples every so many keeps the per-sample cost flat.
 _PRUNE_EVERY = 500
@@ -422,29 +422,11 @@ FEED_SETTINGS = ("name", "allowed_origins", "retention_count", "retention_second
 def feed_settings_update(
     *, feed: Feed, actor: AbstractBaseUser | None = None, **changes: Any
 ) -> list[str]:
-    """Change some of FEED_SETTINGS; returns the names that changed.
-
-    Dropping an allowed origin disconnects the share-key viewers on that origin.
-    """
-    unknown = set(changes) - set(FEED_SETTINGS)
-    if unknown:
-        raise TypeError(f"not a feed setting: {sorted(unknown)}")
-    changed = [name for name, value in changes.items() if getattr(feed, name) != value]
-    if not changed:
-        return []
-    for name in changed:
-        setattr(feed, name, changes[name])
-    feed.save(update_fields=changed)
-    audit_record(
-        actor=actor,
-        tenant=feed.tenant,
-        action="feed.changed",
-        target=feed,
-        details={"fields": changed},
+    """Change some of FEED_SETTINGS; returns the names that changed (see
+    tenants.services.shared_object_settings_update)."""
+    return shared_object_settings_update(
+        obj=feed, allowed=FEED_SETTINGS, action="feed.changed", actor=actor, changes=changes
     )
-    if "allowed_origins" in changed:
-        access_changed(tenant_uuid=feed.tenant.uuid, object_uuid=feed.uuid)
-    return changed
 
 
 @transaction.atomic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -251,3 +252,32 @@ def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
     return membership_set(
         tenant=invitation.tenant, user=user, role=invitation.role, actor=invitation.inviter
     )
+
+
+def shared_object_settings_update(
+    *,
+    obj: models.Model,
+    allowed: Sequence[str],
+    action: str,
+    actor: AbstractBaseUser | None,
+    changes: dict[str, Any],
+) -> list[str]:
+    """Change some of a feed's or document's ``allowed`` settings; returns the names that
+    changed, audited as ``action``. Call inside a transaction.
+
+    Dropping an allowed origin disconnects the share-key viewers on that origin.
+    """
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise TypeError(f"not a setting of {obj._meta.model_name}: {sorted(unknown)}")
+    changed = [name for name, value in changes.items() if getattr(obj, name) != value]
+    if not changed:
+        return []
+    for name in changed:
+        setattr(obj, name, changes[name])
+    obj.save(update_fields=changed)
+    tenant = obj.tenant  # type: ignore[attr-defined]
+    audit_record(actor=actor, tenant=tenant, action=action, target=obj, details={"fields": changed})
+    if "allowed_origins" in changed:
+        access_changed(tenant_uuid=tenant.uuid, object_uuid=obj.uuid)  # type: ignore[attr-defined]
+    return changed
