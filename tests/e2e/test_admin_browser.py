@@ -78,10 +78,9 @@ def test_operator_creates_a_producer_sees_its_token_once_and_rotating_it_cuts_th
     operator, server, acme_feed
 ):
     feed = acme_feed.feed
-    operator.goto(f"{server.http}/admin/streams/producer/add/")
-    operator.select_option("#id_feed", label=str(feed))
+    operator.goto(f"{server.http}/admin/streams/producer/add/?kind=external")
+    operator.select_option("#id_feed", label=f"{feed.name} · {feed.tenant.slug} · {feed.uuid}")
     operator.fill("#id_name", "sensor")
-    operator.select_option("#id_kind", "external")
     operator.click("input[name=_continue]")
     token = operator.text_content("code.one-time-secret")
     assert token and token.startswith("sst_")
