@@ -12,6 +12,7 @@ from django.conf import settings
 
 from documents import access, events, selectors, services
 from documents.models import Document
+from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError
 from streams.consumers import viewer_details
 from streamsite.control import AccessWatch, Credential, session_key_of, user_now
@@ -218,6 +219,9 @@ class DocumentConsumer(LiveConsumer):
             return
         except quotas.QuotaExceeded as exc:
             await self.send_text(encode(exc.frame()))
+            return
+        except ParserUnavailable as exc:
+            await self.send_text(error_frame("unavailable", str(exc)))
             return
         await self._offer(upload.frame["state"], encode(upload.frame))
         await self.send_text(encode(events.uploaded_frame(upload.document, upload.warnings)))
