@@ -155,7 +155,13 @@ class DocumentConsumer(LiveConsumer):
             if wire is not None and write is not None:
                 write(wire)  # framed once per process for every viewer (streamsite/server.py)
             else:
-                await self.send_text(text)
+                await super().send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        """Every frame but the page (which ``_offer`` sends): none at all with ``?format=plain``,
+        for clients that read every message as a page (the write-ups' AngularJS table)."""
+        if self.query_param("format") != "plain":
+            await super().send_text(text)
 
     # -- client to server: page requests (text) and uploads (binary) ------------
 
@@ -176,6 +182,8 @@ class DocumentConsumer(LiveConsumer):
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             await self.send_text(error_frame("bad_json", "the frame is not valid JSON"))
             return
+        if isinstance(frame, int) and not isinstance(frame, bool):
+            frame = {"type": "page", "page_no": frame}  # a bare page number, as the write-ups send
         if not isinstance(frame, dict) or frame.get("type") != "page":
             await self.send_text(error_frame("bad_frame", 'send {"type": "page", "page_no": n}'))
             return
