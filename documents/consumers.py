@@ -12,6 +12,7 @@ from django.conf import settings
 
 from documents import access, events, selectors, services
 from documents.models import Document
+from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError
 from streams.consumers import viewer_details
 from streamsite.control import AccessWatch, Credential, session_key_of, user_now
@@ -154,7 +155,13 @@ class DocumentConsumer(LiveConsumer):
             if wire is not None and write is not None:
                 write(wire)  # framed once per process for every viewer (streamsite/server.py)
             else:
-                await self.send_text(text)
+                await super().send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        """Every frame but the page (which ``_offer`` sends): none at all with ``?format=plain``,
+        for clients that read every message as a page (the write-ups' AngularJS table)."""
+        if self.query_param("format") != "plain":
+            await super().send_text(text)
 
     # -- client to server: page requests (text) and uploads (binary) ------------
 
@@ -175,6 +182,8 @@ class DocumentConsumer(LiveConsumer):
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             await self.send_text(error_frame("bad_json", "the frame is not valid JSON"))
             return
+        if isinstance(frame, int) and not isinstance(frame, bool):
+            frame = {"type": "page", "page_no": frame}  # a bare page number, as the write-ups send
         if not isinstance(frame, dict) or frame.get("type") != "page":
             await self.send_text(error_frame("bad_frame", 'send {"type": "page", "page_no": n}'))
             return
@@ -218,6 +227,9 @@ class DocumentConsumer(LiveConsumer):
             return
         except quotas.QuotaExceeded as exc:
             await self.send_text(encode(exc.frame()))
+            return
+        except ParserUnavailable as exc:
+            await self.send_text(error_frame("unavailable", str(exc)))
             return
         await self._offer(upload.frame["state"], encode(upload.frame))
         await self.send_text(encode(events.uploaded_frame(upload.document, upload.warnings)))

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from documents import events, selectors
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
-from documents.tsv import PackedTSV, TSVLimits, pack_tsv
+from documents.parsing import pack_upload
+from documents.tsv import PackedTSV, TSVLimits
 from streamsite.control import access_changed
 from tenants import quotas
 from tenants.models import Tenant
@@ -205,13 +206,9 @@ def _parse(data: bytes, limits: TSVLimits | None) -> PackedTSV:
     (about the file's size; at most 6x for a file of control characters,
     which JSON writes as \\u00XX), not rows x columns.
     """
-    return pack_tsv(
-        data, pack=_chunk_json, rows_per_pack=ROWS_PER_CHUNK, limits=limits or upload_limits()
-    )
-
-
-def _chunk_json(rows: list[list[str]]) -> str:
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    # In a worker process (documents/parsing.py): the CPU of a parse must not
+    # be taken from the server's event loop, which serves every tenant.
+    return pack_upload(data, rows_per_pack=ROWS_PER_CHUNK, limits=limits or upload_limits())
 
 
 def _insert_chunks(document: Document, parsed: PackedTSV) -> None:

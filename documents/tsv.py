@@ -29,6 +29,7 @@ The dialect read by `parse_tsv`:
 
 import csv
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "PackedTSV",
     "export_lines",
     "export_tsv",
+    "json_pack",
     "pack_tsv",
     "pad_row",
     "parse_tsv",
@@ -169,6 +171,11 @@ def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
         encoding=encoding,
         warnings=warnings,
     )
+
+
+def json_pack(rows: list[list[str]]) -> str:
+    """Rows as compact JSON text: the `pack` that documents store (one per chunk)."""
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 def pack_tsv(

@@ -29,6 +29,7 @@ from django.views.decorators.http import require_POST
 from documents import access, events, selectors, services
 from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
+from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError, export_lines
 from streamsite.slots import Lease
 from tenants import quotas
@@ -96,6 +97,11 @@ def document_list(request: HttpRequest) -> HttpResponse:
                     return JsonResponse(exc.frame(), status=exc.status)
                 form.add_error(None, exc.message)
                 status = exc.status
+            except ParserUnavailable as exc:
+                if _wants_json(request):
+                    return _error("unavailable", str(exc), 503)
+                form.add_error("file", str(exc))
+                status = 503
         elif _wants_json(request):
             return _form_error(form)
         if upload is not None:
@@ -210,6 +216,13 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
         form.add_error("file", exc.message)
         response = _detail(request, document, key=key, upload_form=form)
         response.status_code = exc.status
+        return response
+    except ParserUnavailable as exc:
+        if _wants_json(request):
+            return _error("unavailable", str(exc), 503)
+        form.add_error("file", str(exc))
+        response = _detail(request, document, key=key, upload_form=form)
+        response.status_code = 503
         return response
     if _wants_json(request):
         return _uploaded(upload)

@@ -44,6 +44,7 @@ class FeedViewerConsumer(LiveConsumer):
     metrics_kind = "feed_viewer"
     viewer: FeedViewer | None = None
     watch: AccessWatch | None = None
+    _plain = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -77,19 +78,32 @@ class FeedViewerConsumer(LiveConsumer):
             await self.send_text(error_frame("bad_frame", "since must be a whole number"))
             await self.close(code=4400)
             return
+        self._plain = self.query_param("format") == "plain"
         self.viewer = FeedViewer(
             feed,
             self._send_frame,
             details=viewer_details(user, key),
             on_failure=self._failed,
-            write_frame=self.write_frame,
+            # Plain viewers get their own text per sample, not the shared JSON frame.
+            write_frame=None if self._plain else self.write_frame,
         )
         try:
             await self.viewer.start(since)
         except (redis.RedisError, OSError, TimeoutError):
             await self.close_unavailable()
 
+    async def send_text(self, text: str) -> None:
+        if not self._plain:  # plain viewers get values only, never a JSON frame
+            await super().send_text(text)
+
     async def _send_frame(self, text: str, seq: int | None) -> None:
+        if self._plain:
+            # ``?format=plain``: each sample's value as the whole text frame ("1",
+            # "0.37"), nothing else, for the write-ups' viewers (int(message)).
+            frame = json.loads(text)
+            if frame.get("type") != "sample":
+                return
+            text = json.dumps(frame["value"])
         metrics.bump(_FRAMES_OUT)
         await self.base_send({"type": "websocket.send", "text": text})
 

@@ -73,7 +73,10 @@ def _timestamp(raw: Any) -> float:
 
 
 def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float | None]]:
-    """Validate one publish frame ({"value"}, {"value", "ts"} or {"values"}) for a feed kind."""
+    """Validate one publish frame ({"value"}, {"value", "ts"}, {"values"}, or a bare number,
+    which stands for {"value": n}) for a feed kind."""
+    if isinstance(frame, int | float) and not isinstance(frame, bool):
+        frame = {"value": frame}  # the write-ups' producers send str(0 or 1)
     if not isinstance(frame, dict):
         raise SampleRejected("bad_frame", "a frame must be a JSON object")
     if "values" in frame:

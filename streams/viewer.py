@@ -112,7 +112,10 @@ class FeedViewer:
         if since is not None and since > hello["last_seq"]:
             await self._resync(since, "since is ahead of the feed", hello)
         else:
-            await self._send(encode(hello), hello["last_seq"])
+            # The hello of a resumed stream is numbered with what the client
+            # has (``since``), not the feed's last seq: an SSE client that drops
+            # right after it must resume from ``since`` again, or lose the replay.
+            await self._send(encode(hello), hello["last_seq"] if since is None else since)
             self._last_seq = hello["last_seq"] if since is None else since
         await self._catch_up()
 

@@ -170,6 +170,9 @@ FEED_DEFAULT_RETENTION = env_int("FEED_DEFAULT_RETENTION", 100_000, minimum=1)
 DOCUMENT_PAGE_SIZE = env_int("DOCUMENT_PAGE_SIZE", 100, minimum=1)
 DOCUMENT_MAX_BYTES = env_int("DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENT_MAX_BYTES + 1024 * 1024
+# Worker processes per server process that parse uploads (documents/parsing.py);
+# 0 parses in the request's own thread.
+DOCUMENT_PARSE_WORKERS = env_int("DOCUMENT_PARSE_WORKERS", 1, minimum=0)
 # Daphne closes the socket (code 1009) on any WebSocket message over this size,
 # 1 MiB by default. A document upload is one binary message of up to
 # DOCUMENT_MAX_BYTES; the extra megabyte lets a slightly larger file still get a

@@ -128,3 +128,35 @@ def test_server_sent_events_refuse_a_stranger(daphne, acme_feed):
     connection = http.client.HTTPConnection("127.0.0.1", daphne.port, timeout=10)
     connection.request("GET", f"/feeds/{acme_feed.feed.uuid}/events/?key=wrong")
     assert connection.getresponse().status == 404
+
+
+def test_a_resumed_event_stream_loses_nothing_wherever_it_drops(daphne, acme_feed):
+    """Drop after every event position of a resumed stream, as EventSource would, and
+    resume with the last id received: every sample after the first resume point arrives."""
+    from streams.services import samples_append
+
+    feed = acme_feed.feed
+    samples_append(feed=feed, values=[(n % 2, None) for n in range(20)])
+    path = f"/feeds/{feed.uuid}/events/?key={feed.share_key}"
+    last_id, received = "5", set()
+    for cut in range(1, 40):
+        connection = http.client.HTTPConnection("127.0.0.1", daphne.port, timeout=10)
+        connection.request("GET", path, headers={"Last-Event-ID": last_id})
+        response = connection.getresponse()
+        events, event_id = 0, None
+        while events < cut:
+            line = response.fp.readline().decode().rstrip("\n")
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                frame = json.loads(line[6:])
+                if event_id is not None:
+                    assert int(event_id) <= int(frame.get("seq", last_id)), frame
+                    last_id = event_id  # what EventSource keeps
+                if frame["type"] == "sample":
+                    received.add(frame["seq"])
+                events, event_id = events + 1, None
+        connection.close()
+        if last_id == "20":
+            break
+    assert received == set(range(6, 21))

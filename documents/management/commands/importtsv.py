@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
+from documents.parsing import ParserUnavailable
 from documents.services import (
     DocumentUpload,
     document_create,
@@ -55,6 +56,8 @@ class Command(BaseCommand):
                 upload = self._import(tenant, data, path, o)
         except TSVError as exc:
             raise CommandError(f"{path}: {exc.message}") from exc
+        except ParserUnavailable as exc:
+            raise CommandError(f"{path}: {exc}") from exc
         except quotas.QuotaExceeded as exc:
             raise CommandError(f"{path}: not imported: {exc.message}") from exc
         document = upload.document
