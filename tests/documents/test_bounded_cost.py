@@ -102,7 +102,7 @@ def test_replacing_with_many_short_rows_holds_the_packed_rows_not_lists(world, a
     ],
 )
 def test_packing_a_pathological_file_holds_a_small_multiple_of_it(data):
-    packed, peak = peak_of(lambda: tsv.pack_tsv(data, pack=services._chunk_json, rows_per_pack=100))
+    packed, peak = peak_of(lambda: tsv.pack_tsv(data, pack=tsv.json_pack, rows_per_pack=100))
 
     assert packed.row_count >= 100_000
     assert peak <= 8 * len(data) + 1 * MB, f"{peak / MB:.1f} MB for {len(data) / MB:.1f} MB"
