@@ -57,6 +57,14 @@ def _discard(broken: ProcessPoolExecutor) -> None:
     broken.shutdown(wait=False, cancel_futures=True)
 
 
+def warm() -> None:
+    """Start the workers now (the server calls this at start-up), so that the first
+    upload does not wait for a process to start."""
+    if settings.DOCUMENT_PARSE_WORKERS:
+        for _ in range(settings.DOCUMENT_PARSE_WORKERS):
+            _executor().submit(int)
+
+
 def pack_upload(data: bytes, *, rows_per_pack: int, limits: TSVLimits) -> PackedTSV:
     """``pack_tsv(data)`` into JSON chunks, in a worker process; raises TSVError as it does."""
     if settings.DOCUMENT_PARSE_WORKERS == 0:

@@ -387,6 +387,11 @@ def main(argv: list[str] | None = None) -> None:
     BoundedWebSocketProtocol.max_unread_bytes = settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
     WebSocketFactory.protocol = BoundedWebSocketProtocol
     daphne_cli.AccessLogGenerator = AccessLog
+    # The upload parser's worker processes (documents/parsing.py) start now, not
+    # when the first upload is waiting for them.
+    from documents.parsing import warm
+
+    warm()
     cli = CommandLineInterface()
     cli.server_class = StreamsiteServer
     cli.run(args)

@@ -7,11 +7,13 @@ globex) is the neighbour, whose probe runs from PROBE_ADDRESS during every attac
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 
 from documents.models import Document
 from documents.services import document_create
@@ -43,8 +45,21 @@ class Attacker:
 
 
 def start_server(tmp_path, **env: Any) -> Daphne:
+    forget_slots()
     settings = {name: str(value) for name, value in {**CAPS, **env}.items()}
     return Daphne(log_path=tmp_path / "daphne.log", **settings).start()
+
+
+def forget_slots() -> None:
+    """Start as a fresh installation: the previous test's server was stopped with its
+    connections' slots still held, and those expire only 45 s later (streamsite/slots.py)."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        stale = list(client.scan_iter("slots:*"))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
 
 
 def report_server_log(server: Daphne) -> None:
