@@ -48,7 +48,7 @@ def test_bernoulli_producer_and_beta_binomial_viewer(daphne, world):
     values = [value for value, _ in stored(feed)]
     assert [f"Sending message {int(v)}" for v in values] == produced[1:]
     viewed = run_example(
-        "beta_binomial_viewer", daphne.http, str(feed.uuid), "--key", feed.share_key,
+        "beta_binomial_viewer", daphne.http, str(feed.uuid), f"--key={feed.share_key}",
         "--since", "0", "--count", "30",
     )  # fmt: skip
     successes = int(sum(values))
@@ -65,14 +65,14 @@ def test_clock_iopin_and_buzzer_chain(daphne, world):
     )
     assert ticks[:2] == ["[ clock ] > 0", "[ clock ] < 1"] and ticks[-1] == "[ clock ] < 8"
     run_example(
-        "iopin", daphne.http, str(clock.uuid), "--key", clock.share_key,
+        "iopin", daphne.http, str(clock.uuid), f"--key={clock.share_key}",
         str(pin.uuid), "--token", pin_token, "--since", "0", "--count", "8",
     )  # fmt: skip
     clock_ts = [ts for _, ts in stored(clock)]
     pin_samples = stored(pin)
     assert [ts for _, ts in pin_samples] == clock_ts  # one pin state per tick, with its ts
     run_example(
-        "buzzer", daphne.http, str(pin.uuid), "--key", pin.share_key,
+        "buzzer", daphne.http, str(pin.uuid), f"--key={pin.share_key}",
         str(buzz.uuid), "--token", buzz_token, "--since", "0", "--count", "8",
     )  # fmt: skip
     previous, flips = 0, []
@@ -90,7 +90,7 @@ def test_tsv_share_uploads_turns_and_shows_the_shared_page(daphne, world, tmp_pa
     upload = tmp_path / "new.tsv"
     upload.write_bytes(numbers_tsv(250, tag="v2"))
     shown = run_example(
-        "tsv_share", daphne.http, str(document.uuid), "--key", document.share_key,
+        "tsv_share", daphne.http, str(document.uuid), f"--key={document.share_key}",
         "--upload", str(upload), "--page", "2", "--count", "1",
     )  # fmt: skip
     assert shown[0] == "uploaded version 2: 250 rows"
