@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 15.0
 EXPIRY_SECONDS = 45.0
 
+# The clock slots are scored by (wall time, shared by every process); tests replace it.
+_clock = time.time
+
 # KEYS: one sorted set per cap. ARGV: now, cutoff, member, then one cap per key.
 # Returns 0 when every slot was taken, else the 1-based index of the first full key.
 _CLAIM = """
@@ -116,7 +119,7 @@ class Lease:
 
 
 def _script_args(claims: list[Claim], member: str) -> tuple[list[str], list[Any]]:
-    now = time.time()
+    now = _clock()
     keys = [claim.key for claim in claims]
     args: list[Any] = [now, now - EXPIRY_SECONDS, member, *(claim.cap for claim in claims)]
     args.append(int(EXPIRY_SECONDS) + 1)
@@ -180,7 +183,7 @@ def note_refusal(limit: str, who: str, cap: int) -> None:
 def held(limit: str, owner: str) -> int:
     """How many slots of ``limit`` for ``owner`` are held now, in every process (sync)."""
     key = Claim(limit, owner, 0).key
-    return int(hub.sync_client().zcount(key, time.time() - EXPIRY_SECONDS, "+inf"))
+    return int(hub.sync_client().zcount(key, _clock() - EXPIRY_SECONDS, "+inf"))
 
 
 def share_key_owner(key: str) -> str:
@@ -269,7 +272,7 @@ class _Registry:
         with self._lock:
             leases = list(self._leases)
         by_key: dict[str, dict[str, float]] = {}
-        now = time.time()
+        now = _clock()
         for lease in leases:
             for key in lease.keys:
                 by_key.setdefault(key, {})[lease.member] = now

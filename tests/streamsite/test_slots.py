@@ -48,13 +48,15 @@ def test_a_released_slot_can_be_taken_again_and_release_twice_is_harmless():
 
 
 def test_a_live_slot_is_kept_and_the_slot_of_a_crashed_holder_expires(monkeypatch):
-    monkeypatch.setattr(slots, "EXPIRY_SECONDS", 1.0)
+    # A clock the test moves, so that a loaded machine cannot make a slot expire early.
+    now = [time.time()]
+    monkeypatch.setattr(slots, "_clock", lambda: now[0])
     tenant = owner()
     claim = slots.Claim("concurrent_exports", tenant, 1)
     alive = slots.claim_sync([claim])
-    time.sleep(0.6)
+    now[0] += slots.EXPIRY_SECONDS * 0.6
     slots._registry.refresh()  # the process's refresher confirms it is still held
-    time.sleep(0.6)
+    now[0] += slots.EXPIRY_SECONDS * 0.6  # past the claim's own expiry
     with pytest.raises(slots.Refused):
         slots.claim_sync([claim])
 
@@ -64,7 +66,7 @@ def test_a_live_slot_is_kept_and_the_slot_of_a_crashed_holder_expires(monkeypatc
     slots._registry.refresh()
     with pytest.raises(slots.Refused):
         slots.claim_sync([claim])  # not yet expired
-    time.sleep(1.2)
+    now[0] += slots.EXPIRY_SECONDS * 0.6  # past the last confirmation's expiry
     taken = slots.claim_sync([claim])
     assert slots.held("concurrent_exports", tenant) == 1
     taken.release_sync()
