@@ -99,6 +99,10 @@ class Producer(models.Model):
     # For producers that listen to another feed (iopin, buzzer): the last source
     # seq handled, saved with what it produced, so a restart resumes exactly there.
     cursor = models.BigIntegerField(default=0, editable=False)
+    # Which runproducer runs it (streams/leases.py): only the holder of an
+    # unexpired lease writes its samples, so any number of supervisors may run.
+    lease_holder = models.CharField(max_length=100, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -8,19 +8,20 @@ so the loop can be stopped between any two steps without losing data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from streams import events, selectors, services
+from streams import events, leases, selectors, services
 from streams.models import Feed, Producer, ProducerKind, Sample
 from streamsite import hub
 
@@ -95,13 +96,25 @@ class ProducerLoop:
         self.feed = producer.feed
         self.config = validate_config(producer.kind, producer.config)
         self.rng = rng or random.Random()
+        # Set by runproducer: the lease this loop writes under (streams/leases.py).
+        self.lease_holder: str | None = None
 
     def step(self) -> float:
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """One step's writes, in one transaction fenced by the lease when there is one
+        (leases.LeaseLost: nothing of it is written and the loop must stop)."""
+        with transaction.atomic():
+            if self.lease_holder is not None:
+                leases.lease_fence(producer_id=self.producer.pk, holder=self.lease_holder)
+            yield
+
     def publish(self, value: float) -> int:
         """Persist and broadcast one sample; returns its sequence number."""
-        (sample,) = services.samples_append(feed=self.feed, values=[(value, time.time())])
+        with self.writing():
+            (sample,) = services.samples_append(feed=self.feed, values=[(value, time.time())])
         return sample.seq
 
 
@@ -195,7 +208,7 @@ class ListeningLoop(ProducerLoop):
         for sample in self.follower.wait(self.poll_seconds):
             # What this produces and how far it has read commit together: a
             # restart neither repeats nor skips a source sample.
-            with transaction.atomic():
+            with self.writing():
                 self.react(sample)
                 Producer.objects.filter(pk=self.producer.pk).update(cursor=sample.seq)
         return 0.0
@@ -262,7 +275,8 @@ class ClockLoop(ProducerLoop):
         if self.config["count"] and self.ticks >= self.config["count"]:
             raise ProducerFinished(f"{self.ticks} ticks done")
         ts = time.time()
-        services.samples_append(feed=self.feed, values=[(self.ticks + 1, ts)])
+        with self.writing():
+            services.samples_append(feed=self.feed, values=[(self.ticks + 1, ts)])
         self.ticks += 1
         if self.acks is not None:
             self.wait_for_ack(self.acks, ts)

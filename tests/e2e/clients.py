@@ -11,6 +11,15 @@ from collections.abc import Callable
 import websockets
 
 
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 async def next_sample(socket) -> dict:
     """The next sample frame within 10 s (other frames, such as presence, are skipped)."""
     async with asyncio.timeout(10):

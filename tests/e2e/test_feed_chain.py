@@ -5,7 +5,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import websockets
@@ -13,17 +12,10 @@ import websockets
 from streams.models import Producer, ProducerKind, Sample
 from streams.services import feed_create, producer_create
 from tests.conftest import ROOT, server_env
+from tests.e2e.clients import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 TICKS = 30
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_a_viewer_of_the_buzzer_sees_a_buzz_exactly_when_the_pin_flips_to_one(daphne, world):

@@ -10,12 +10,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, close_old_connections
 
+from streams import leases
 from streams.models import Producer
 from streams.producers import LOOPS
 from streamsite import hub, metrics
 
 POLL_SECONDS = 1.0
-RECONCILE_SECONDS = 2.0
+# Each pass renews this supervisor's leases and claims free ones (streams/leases.py).
+RECONCILE_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 
@@ -32,20 +34,31 @@ class Child:
 
 
 class Supervisor:
-    """Keeps one `runproducer` process per enabled producer; restarts crashes with backoff.
+    """Keeps one `runproducer` process per enabled producer whose lease it holds;
+    restarts crashes with backoff.
 
     Each producer runs in its own process, so one crashing or stalling never
-    takes the others down.
+    takes the others down. Any number of supervisors may run: each producer
+    runs under exactly one of them, the holder of its lease (streams/leases.py),
+    and when a supervisor dies another claims its producers once the leases
+    run out.
     """
 
     def __init__(self, stdout) -> None:
         self.children: dict[str, Child] = {}
         self.stdout = stdout
         self.restarts_total = 0
+        self.holder = leases.new_holder()
 
     def command_for(self, producer_uuid: str) -> list[str]:
         manage = Path(settings.BASE_DIR) / "manage.py"
-        return [sys.executable, str(manage), "runproducer", producer_uuid]
+        return [
+            sys.executable,
+            str(manage),
+            "runproducer",
+            producer_uuid,
+            f"--lease-holder={self.holder}",
+        ]
 
     def wanted(self) -> dict[str, str]:
         close_old_connections()
@@ -55,11 +68,22 @@ class Supervisor:
         return {str(uuid): name for uuid, name in rows}
 
     def reconcile(self, wanted: dict[str, str]) -> None:
+        held = leases.leases_renew(holder=self.holder)
         for producer_uuid in list(self.children):
             if producer_uuid not in wanted:
                 self.stop_child(self.children.pop(producer_uuid), reason="disabled")
-        for producer_uuid, name in wanted.items():
-            self.children.setdefault(producer_uuid, Child(producer_uuid, name))
+            elif producer_uuid not in held:
+                # Renewals failed for longer than a lease (the database was away):
+                # someone else may run it now; its writes here are refused anyway.
+                self.stop_child(self.children.pop(producer_uuid), reason="lease lost")
+        if gone := held - wanted.keys():
+            leases.leases_release(holder=self.holder, producer_uuids=gone)
+        held &= wanted.keys()
+        held |= leases.leases_claim(
+            holder=self.holder, producer_uuids=[u for u in wanted if u not in held]
+        )
+        for producer_uuid in held:
+            self.children.setdefault(producer_uuid, Child(producer_uuid, wanted[producer_uuid]))
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -117,12 +141,19 @@ class Supervisor:
                 child.process.wait(max(0.1, deadline - time.monotonic()))
             except Exception:
                 child.process.kill()
+        try:
+            # A clean stop hands the producers over at once (a deploy, say).
+            leases.leases_release(holder=self.holder)
+        except DatabaseError:
+            pass  # they run out by themselves
 
 
 class Command(BaseCommand):
     help = (
         "Run every enabled producer, each in its own process; restart crashed ones with "
-        "backoff, follow producers enabled or disabled meanwhile, stop on SIGINT/SIGTERM."
+        "backoff, follow producers enabled or disabled meanwhile, stop on SIGINT/SIGTERM. "
+        "Any number of copies may run, on any hosts: each producer runs in exactly one, "
+        "and the producers of a copy that dies run elsewhere within 10 s."
     )
 
     def handle(self, *args, **options):
