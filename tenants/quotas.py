@@ -12,8 +12,9 @@ the limit.
   tenant's row lock, so two concurrent creations cannot both take the last one.
 - ``max_stored_bytes``: the characters of the tenant's stored document rows
   (JSON, ``Document.stored_bytes``, kept by the upload that stores them) plus ``BYTES_PER_SAMPLE`` for each sample its feeds keep (estimated
-  from ``last_seq`` and retention, not counted); an upload counts as its size
-  in bytes.
+  from ``last_seq`` and retention, not counted) and ``BYTES_PER_ID`` for each
+  publish id its feeds remember (exactly-once publishing, ``Feed.remembered_ids``);
+  an upload counts as its size in bytes, a publish frame as its new ids.
 - ``concurrent_uploads``, ``concurrent_exports``: slots in Redis across every
   process (streamsite/slots.py), held while the upload or export runs.
 - ``samples_per_second``: a token bucket in Redis per tenant, shared by all its
@@ -25,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 # ts: 32 bytes), its statistics as JSON text (~60-110 characters) and its index
 # entry, rounded up. Documented in docs/PROTOCOL.md ("Limits").
 BYTES_PER_SAMPLE = 200
+# What one remembered publish id costs: its row (feed, seq, time: 24 bytes, the id:
+# up to 64 characters) and its two index entries, rounded up. Also in PROTOCOL.md.
+BYTES_PER_ID = 200
 
 
 @dataclass(frozen=True)
@@ -141,16 +145,69 @@ def document_count(tenant: Tenant) -> int:
 def stored_bytes(tenant: Tenant, *, excluding_document_id: int | None = None) -> int:
     """What the tenant stores (see the module docstring), optionally without one document."""
     from documents.models import Document
-    from streams.models import Feed
 
     documents = Document.objects.filter(tenant_id=tenant.pk)
     if excluding_document_id is not None:
         documents = documents.exclude(pk=excluding_document_id)
     rows = documents.aggregate(total=Sum("stored_bytes"))["total"] or 0
-    kept = Feed.objects.filter(tenant_id=tenant.pk).aggregate(
-        total=Sum(Least("last_seq", "retention_count", output_field=BigIntegerField()))
-    )["total"]
-    return int(rows) + int(kept or 0) * BYTES_PER_SAMPLE
+    return int(rows) + _feed_bytes([tenant.pk]).get(tenant.pk, 0)
+
+
+def _feed_bytes(tenant_ids: Collection[int]) -> dict[int, int]:
+    """What the feeds of each tenant store: kept samples and remembered ids."""
+    from streams.models import Feed
+
+    totals = (
+        Feed.objects.filter(tenant_id__in=tenant_ids)
+        .values("tenant_id")
+        .annotate(
+            kept=Sum(Least("last_seq", "retention_count", output_field=BigIntegerField())),
+            ids=Sum("remembered_ids"),
+        )
+    )
+    return {
+        row["tenant_id"]: int(row["kept"] or 0) * BYTES_PER_SAMPLE
+        + int(row["ids"] or 0) * BYTES_PER_ID
+        for row in totals
+    }
+
+
+def stored_bytes_left(tenant_ids: Collection[int]) -> dict[int, int]:
+    """For each tenant, the bytes it may still store under max_stored_bytes (may be < 0).
+
+    Three queries whatever the number of tenants: ingest asks once per batch that
+    carries publish ids.
+    """
+    from documents.models import Document
+
+    tenants = Tenant.objects.filter(pk__in=tenant_ids).only(
+        "pk", "slug", QUOTAS["max_stored_bytes"].field
+    )
+    documents = dict(
+        Document.objects.filter(tenant_id__in=tenant_ids)
+        .values("tenant_id")
+        .annotate(total=Sum("stored_bytes"))
+        .values_list("tenant_id", "total")
+    )
+    feeds = _feed_bytes(tenant_ids)
+    return {
+        tenant.pk: limit_for(tenant, "max_stored_bytes")
+        - int(documents.get(tenant.pk) or 0)
+        - feeds.get(tenant.pk, 0)
+        for tenant in tenants
+    }
+
+
+def ids_refusal(tenant_id: int, *, ids: int) -> QuotaExceeded:
+    """A publish frame whose ``ids`` new publish ids would take the tenant over max_stored_bytes."""
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return _exceeded(
+        tenant,
+        "max_stored_bytes",
+        limit_for(tenant, "max_stored_bytes"),
+        f": this frame's {ids:,} new ids would take {ids * BYTES_PER_ID:,} more "
+        f"(publish ids are remembered for 24 h; send samples without ids, or wait)",
+    )
 
 
 def _lock(tenant: Tenant) -> None:
