@@ -14,7 +14,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import F, Min
 
 from streams import events
 from streams.models import Feed, FeedKind, Producer, PublishedId, Sample
@@ -390,13 +390,16 @@ class _PublishedIds:
         self.bytes_left: dict[int, int] = {}
         if not asked:
             return
-        query = Q()
-        for feed_pk, feed_ids in asked.items():
-            query |= Q(feed_id=feed_pk, publish_id__in=feed_ids)
-        for feed_pk, publish_id, seq in PublishedId.objects.filter(query).values_list(
-            "feed_id", "publish_id", "seq"
-        ):
-            self.known[feed_pk][publish_id] = seq
+        # Plain SQL on the (feed, publish_id) unique index, in chunks that stay under
+        # any database's limit of parameters per statement.
+        with connection.cursor() as cursor:
+            for feed_pk, feed_ids in asked.items():
+                for start in range(0, len(feed_ids), _IDS_PER_LOOKUP):
+                    chunk = feed_ids[start : start + _IDS_PER_LOOKUP]
+                    cursor.execute(
+                        _SELECT_IDS + ", ".join(["%s"] * len(chunk)) + ")", [feed_pk, *chunk]
+                    )
+                    self.known[feed_pk].update(cursor.fetchall())
         tenants = {feed.tenant_id for feed in locked if feed.pk in asked}
         self.bytes_left = quotas.stored_bytes_left(tenants)
 
@@ -515,6 +518,11 @@ _INSERT_SAMPLE = (
     f"INSERT INTO {Sample._meta.db_table} (feed_id, seq, value, ts, stats_json) "
     "VALUES (%s, %s, %s, %s, %s)"
 )
+_SELECT_IDS = (
+    f"SELECT publish_id, seq FROM {PublishedId._meta.db_table} "
+    "WHERE feed_id = %s AND publish_id IN ("
+)
+_IDS_PER_LOOKUP = 900
 _INSERT_ID = (
     f"INSERT INTO {PublishedId._meta.db_table} (feed_id, publish_id, seq, received) "
     "VALUES (%s, %s, %s, %s)"

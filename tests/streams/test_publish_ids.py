@@ -200,6 +200,11 @@ def test_new_ids_count_toward_max_stored_bytes_and_a_frame_over_it_is_refused_al
     assert stored(feed) == [(1, 1), (2, 1), (3, 1), (4, 0)]
     assert set(remembered(feed)) == {"q-0", "q-1", "q-2"}
     assert quotas.stored_bytes(world.acme) == 4 * quotas.BYTES_PER_SAMPLE + 3 * quotas.BYTES_PER_ID
+    assert quotas.stored_bytes_left([world.acme.pk, world.globex.pk]) == {
+        world.acme.pk: 3 * quotas.BYTES_PER_ID - quotas.stored_bytes(world.acme),
+        world.globex.pk: quotas.limit_for(world.globex, "max_stored_bytes")
+        - quotas.stored_bytes(world.globex),
+    }
     # Now over it (its samples count too): new ids are refused, the rest goes on.
     later = samples_append_many(
         writes=[(feed, [(1, None)], ["q-3"]), (feed, [(1, None)], ["q-1"]), (feed, [(0, None)])]
