@@ -254,11 +254,12 @@ def samples_append_many(*, writes: Sequence[Write]) -> list[StoredSamples | Samp
     toward the tenant's max_stored_bytes (quotas.BYTES_PER_ID): a write whose
     new ids would go over it is refused (``quota_exceeded``) alone.
 
-    Three statements whatever the number of feeds, plus two when ids are
-    present: lock every feed row (``SELECT ... ORDER BY id FOR UPDATE``: one
-    order for everyone, so two processes committing overlapping batches cannot
-    deadlock), [look the batch's ids up], insert every sample (``executemany``),
-    [insert the new ids], update every feed. This is ingest's hot path, hence
+    Three statements whatever the number of feeds: lock every feed row
+    (``SELECT ... ORDER BY id FOR UPDATE``: one order for everyone, so two
+    processes committing overlapping batches cannot deadlock), insert every
+    sample (``executemany``), update every feed; when frames carry ids, also
+    one lookup per feed that has some, one read of the tenants' bytes left and
+    one insert of the new ids. This is ingest's hot path, hence
     plain SQL rather than a model save per row. If the database refuses a row
     (IntegrityError, DataError), the batch is written again with each write
     under a savepoint of its own, so that only the write at fault is refused;
@@ -330,7 +331,7 @@ def _append_locked(
                 fresh, seqs, duplicates = ids.split(feed, values, frame_ids)
                 samples, write_rows = _numbered(feed, trial, seq, [values[i] for i in fresh], now)
                 write_id_rows = ids.rows(feed, frame_ids, fresh, samples)
-                if one_by_one:
+                if one_by_one and write_rows:
                     _insert_alone(feed, write_rows, write_id_rows)
             except SampleRejected as exc:
                 results[index] = exc

@@ -302,11 +302,8 @@ def test_refused_samples_fail_alone_and_flush_reports_them(daphne, acme_feed):
 def test_publisher_resends_what_was_unacknowledged_when_the_server_goes_away(
     own_server, numeric_feed
 ):
-    """Every sample ends up stored and acknowledged with a seq that holds its value.
-
-    Without exactly-once on the server a resent frame that had already been
-    stored is stored again; the next test checks that it is not.
-    """
+    """Every sample ends up stored and acknowledged with a seq that holds its value
+    (and, the server publishing exactly once, stored once: the next test)."""
     feed, token = numeric_feed
     client = Client(own_server.http, token=token, backoff=FAST)
     count = 600
@@ -335,10 +332,6 @@ def test_publisher_resends_what_was_unacknowledged_when_the_server_goes_away(
     assert first_seen == [float(i) for i in range(1, count + 1)]  # in order
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs exactly-once publishing on the server (ids deduplicated), issue 12",
-)
 def test_resends_after_the_server_goes_away_store_each_sample_exactly_once(
     own_server, numeric_feed
 ):
