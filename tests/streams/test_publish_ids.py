@@ -1,10 +1,12 @@
 """Exactly-once publishing: a frame whose id the feed already stored is acked, not stored again."""
 
 import json
+import threading
 import time
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import close_old_connections
 from django.urls import reverse
 
 from streams import services
@@ -135,6 +137,37 @@ def test_ids_are_written_frame_by_frame_when_the_database_refuses_a_row(acme_fee
     assert isinstance(outcomes[1], SampleRejected)
     assert (outcomes[0].seqs, outcomes[2].seqs, outcomes[2].duplicates) == ([1], [1], [0])
     assert remembered(acme_feed.feed) == {"a": 1} and remembered(globex_feed.feed) == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_racing_with_the_same_ids_store_each_sample_once(acme_feed):
+    """As two Daphne processes would, when a producer reconnects to another one while
+    its old connection's frames are still being written."""
+    count, errors, outcomes = 120, [], {}
+
+    def write(name: str) -> None:
+        try:
+            outcomes[name] = [
+                samples_append(feed=acme_feed.feed, values=[(n % 2, None)], ids=[f"r-{n}"])
+                for n in range(count)
+            ]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("old", "new")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [s[1] for s in stored(acme_feed.feed)] == [n % 2 for n in range(count)]
+    for n in range(count):  # both were told the one seq of each id, one of them as a duplicate
+        old, new = outcomes["old"][n], outcomes["new"][n]
+        assert old.seqs == new.seqs == [n + 1]
+        assert sorted([old.duplicates, new.duplicates]) == [[], [0]]
+    assert len(remembered(acme_feed.feed)) == count
 
 
 @pytest.mark.django_db
