@@ -851,18 +851,24 @@ class Publisher:
             if not await self.send({"value": _value(i), "ts": time.time()}, 1):
                 break
 
-    async def flood(self, duration: float, batch: int = 1) -> None:
+    async def flood(self, duration: float, batch: int = 1, *, ids: str | None = None) -> None:
         """Publish as fast as the window allows for ``duration`` seconds.
 
         ``batch`` 1 sends ``{"value", "ts"}``; more sends ``{"values": [...]}`` frames.
+        With ``ids`` (a prefix), every sample carries an id (``"id"`` / ``"ids"``), as
+        exactly-once producers send them.
         """
         deadline = time.time() + duration
         i = 0
         while time.time() < deadline:
             if batch == 1:
                 frame: dict[str, Any] = {"value": _value(i), "ts": time.time()}
+                if ids is not None:
+                    frame["id"] = f"{ids}-{i}"
             else:
                 frame = {"values": [_value(i + j) for j in range(batch)]}
+                if ids is not None:
+                    frame["ids"] = [f"{ids}-{i + j}" for j in range(batch)]
             if not await self.send(frame, batch):
                 break
             i += batch
@@ -1177,17 +1183,25 @@ async def ingest(
 ) -> list[WorkloadResult]:
     """One producer, no viewers: samples acknowledged per second.
 
-    Two rows: ``ingest`` sends single ``{"value", "ts"}`` frames with ``config.window``
-    in flight; ``ingest-batch`` sends ``{"values": [...]}`` frames of ``batch`` samples.
+    Four rows: ``ingest`` sends single ``{"value", "ts"}`` frames with ``config.window``
+    in flight; ``ingest-batch`` sends ``{"values": [...]}`` frames of ``batch`` samples;
+    ``ingest-ids`` and ``ingest-batch-ids`` the same with an id on every sample (the
+    cost of exactly-once publishing).
     """
     results = []
-    for name, size in (("ingest", 1), ("ingest-batch", batch)):
+    runs = (
+        ("ingest", 1, None),
+        ("ingest-batch", batch, None),
+        ("ingest-ids", 1, "s"),
+        ("ingest-batch-ids", batch, "b"),
+    )
+    for name, size, ids in runs:
         result = WorkloadResult(name, connections=1)
         (publisher,) = await _open_publishers([feed.publish_url], config)
         result.connected = 1
         window = _Window(config.server_pids, [])
         window.start()
-        await publisher.flood(duration, batch=size)
+        await publisher.flood(duration, batch=size, ids=ids)
         await publisher.wait_answered(config.drain_timeout)
         report = publisher.report
         end = report.last_ack_at or time.time()

@@ -49,6 +49,8 @@ FLOOD_MIN_RATIO = 1.0
 CPU_MAX_RATIO = 1.5
 RSS_MAX_RATIO = 2.0
 INGEST_MIN_RATE = 5000.0
+# The ingest workload's rows: without ids, and with an id on every sample (exactly-once).
+INGEST_ROWS = ("ingest", "ingest-batch", "ingest-ids", "ingest-batch-ids")
 DOCUMENTS_MAX_P99_MS = 50.0
 
 FULL: dict[str, dict[str, Any]] = {
@@ -261,7 +263,7 @@ def judge(rows: list[Row]) -> list[Comparison]:
                 misses.append("integrity")
         if r.workload == "idle":
             checked = True
-        if r.workload in ("ingest", "ingest-batch"):
+        if r.workload in INGEST_ROWS:
             checked = True
             if (r.rate or 0) < INGEST_MIN_RATE:
                 misses.append(f"< {INGEST_MIN_RATE:,.0f}/s")
@@ -348,7 +350,7 @@ def _relative(r: WorkloadResult, ref: WorkloadResult, out: list[Comparison]) -> 
             None if ratio is None else ratio <= RSS_MAX_RATIO,
             "{:.1f}",
         )
-    if r.workload in ("ingest", "ingest-batch"):
+    if r.workload in INGEST_ROWS:
         compare(
             f"{r.workload}: samples/s acked",
             r.rate,
@@ -555,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     params = QUICK if args.quick else FULL
     rows = run_all(targets, workloads, params, args.procs, args.wait_quiet)
     # Table order: by workload, reference before Streamsite.
-    order = {w: i for i, w in enumerate(WORKLOADS + ["ingest-batch"])}
+    order = {w: i for i, w in enumerate(WORKLOADS + list(INGEST_ROWS))}
     rows.sort(
         key=lambda row: (
             order.get(row.result.workload.split("-")[0], 99),

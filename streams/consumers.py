@@ -177,7 +177,7 @@ class FeedPublishConsumer(LiveConsumer):
             return
         kind, payload = self._parse(text_data)
         if kind == "values":
-            self._queued_samples += len(payload)
+            self._queued_samples += len(payload.inputs)
         self._queue.append((kind, payload))
         self._wake.set()
 
@@ -189,9 +189,9 @@ class FeedPublishConsumer(LiveConsumer):
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             return "error", error_frame("bad_json", "the frame is not valid JSON")
         try:
-            return "values", services.sample_inputs_from_frame(self.producer.feed.kind, frame)
+            return "values", services.publish_frame_parse(self.producer.feed.kind, frame)
         except services.SampleRejected as exc:
-            return "error", error_frame(exc.code, exc.message)
+            return "error", encode(exc.frame())
 
     async def disconnect(self, code: int) -> None:
         # Frames not yet handed to the writer are dropped: they were never
@@ -215,19 +215,19 @@ class FeedPublishConsumer(LiveConsumer):
                     self._queue.popleft()
                     await self.send_text(payload)
                     continue
-                batch: list[list[tuple[float, float | None]]] = []
+                batch: list[services.PublishFrame] = []
                 count = 0
                 while self._queue and self._queue[0][0] == "values" and count < MAX_BATCH:
                     batch.append(self._queue.popleft()[1])
-                    self._queued_samples -= len(batch[-1])
-                    count += len(batch[-1])
+                    self._queued_samples -= len(batch[-1].inputs)
+                    count += len(batch[-1].inputs)
                 await self._write_batch(batch)
 
-    async def _write_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
+    async def _write_batch(self, batch: list[services.PublishFrame]) -> None:
         """The tenant's samples_per_second first (one Redis call): frames over it are refused."""
         tenant = self.producer.tenant
         granted = await quotas.take_samples(
-            tenant, [len(inputs) for inputs in batch], rate=self._samples_per_second
+            tenant, [len(frame.inputs) for frame in batch], rate=self._samples_per_second
         )
         if granted:
             await self._store_batch(batch[:granted])
@@ -236,11 +236,11 @@ class FeedPublishConsumer(LiveConsumer):
             for _ in batch[granted:]:
                 await self.send_text(refusal)
 
-    async def _store_batch(self, batch: list[list[tuple[float, float | None]]]) -> None:
+    async def _store_batch(self, batch: list[services.PublishFrame]) -> None:
         # One write per frame, so that a frame the feed refuses is refused alone.
         writer = IngestWriter.current()
         outcomes = await asyncio.gather(
-            *(writer.submit(self.producer.feed, inputs) for inputs in batch),
+            *(writer.submit(self.producer.feed, frame.inputs, frame.ids) for frame in batch),
             return_exceptions=True,
         )
         failures = [
@@ -252,10 +252,10 @@ class FeedPublishConsumer(LiveConsumer):
             log.error(
                 "publisher of %s: write failed", self.producer.feed.uuid, exc_info=failures[0]
             )
-        for outcome in outcomes:
+        for frame, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, services.SampleRejected):
-                await self.send_text(error_frame(outcome.code, outcome.message))
+                await self.send_text(encode(outcome.frame()))
             elif isinstance(outcome, BaseException):
                 await self.send_text(error_frame("unavailable", "not stored; send it again"))
             else:
-                await self.send_text(encode({"type": "ack", "seq": outcome[-1].seq}))
+                await self.send_text(encode(outcome.ack(values_frame=frame.is_values)))

@@ -22,14 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from django.db import close_old_connections
 
 from streams import services
-from streams.models import Feed, Sample
-from streams.services import SampleRejected
+from streams.models import Feed
+from streams.services import SampleRejected, StoredSamples, Values, Write
 
 # Samples per transaction: big enough to amortise the commit, small enough that
 # one batch never holds feed locks for long.
 MAX_BATCH_SAMPLES = 2000
-
-Values = Sequence[tuple[float, float | None]]
 
 # Ingest has a database thread of its own (and so its own persistent
 # connection): asgiref's database_sync_to_async costs more per call than a
@@ -37,7 +35,7 @@ Values = Sequence[tuple[float, float | None]]
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
 
 
-def _append_many(writes: list[tuple[Feed, Values]]) -> list[list[Sample] | SampleRejected]:
+def _append_many(writes: list[Write]) -> list[StoredSamples | SampleRejected]:
     close_old_connections()
     try:
         return services.samples_append_many(writes=writes)
@@ -51,7 +49,9 @@ class IngestWriter:
     )
 
     def __init__(self) -> None:
-        self._queue: list[tuple[Feed, Values, asyncio.Future[list[Sample]]]] = []
+        self._queue: list[
+            tuple[Feed, Values, Sequence[str] | None, asyncio.Future[StoredSamples]]
+        ] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,11 +63,14 @@ class IngestWriter:
             writer = cls._instances[loop] = cls()
         return writer
 
-    def submit(self, feed: Feed, values: Values) -> asyncio.Future[list[Sample]]:
-        """Queue one frame's samples. The future gets them once durable (and broadcast after
-        commit), or SampleRejected if the feed refused this frame, or the database's error."""
-        future: asyncio.Future[list[Sample]] = asyncio.get_running_loop().create_future()
-        self._queue.append((feed, values, future))
+    def submit(
+        self, feed: Feed, values: Values, ids: Sequence[str] | None = None
+    ) -> asyncio.Future[StoredSamples]:
+        """Queue one frame's samples (and their publish ids). The future gets them once
+        durable (and broadcast after commit), or SampleRejected if the feed refused this
+        frame, or the database's error."""
+        future: asyncio.Future[StoredSamples] = asyncio.get_running_loop().create_future()
+        self._queue.append((feed, values, ids, future))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ingest-writer")
@@ -82,7 +85,7 @@ class IngestWriter:
                 batch.append(self._queue.pop(0))
                 count += len(batch[-1][1])
             try:
-                writes = [(feed, values) for feed, values, _ in batch]
+                writes: list[Write] = [(feed, values, ids) for feed, values, ids, _ in batch]
                 results = await asyncio.get_running_loop().run_in_executor(
                     _executor, _append_many, writes
                 )

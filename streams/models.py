@@ -38,6 +38,9 @@ class Feed(SharedByKey):
     )
     last_seq = models.BigIntegerField(default=0)
     stats = models.JSONField(default=dict, blank=True)
+    # Rows of PublishedId for this feed, kept by ingest in the statement that
+    # updates last_seq: max_stored_bytes counts them without a COUNT(*).
+    remembered_ids = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -72,6 +75,33 @@ class Sample(models.Model):
     @property
     def stats(self) -> dict:
         return json.loads(self.stats_json)
+
+
+class PublishedId(models.Model):
+    """A producer's ``id`` of a stored sample: a resend with the same id is a duplicate.
+
+    Kept while its sample is retained and for at least PUBLISHED_ID_WINDOW
+    seconds after it was received, even once retention pruned the sample
+    (services._prune); counted in ``Feed.remembered_ids``.
+    """
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="published_ids")
+    publish_id = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    received = models.FloatField(help_text="Unix seconds when it was stored.")
+
+    class Meta:
+        constraints = [
+            # Ingest's duplicate lookup, and the backstop if two writers ever raced.
+            models.UniqueConstraint(fields=["feed", "publish_id"], name="one_sample_per_publish_id")
+        ]
+        indexes = [
+            # Pruning: the ids of one feed received before a time.
+            models.Index(fields=["feed", "received"], name="published_id_by_time")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed_id}:{self.publish_id}#{self.seq}"
 
 
 class ProducerKind(models.TextChoices):

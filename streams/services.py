@@ -14,9 +14,10 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import F, Min
 
 from streams import events
-from streams.models import Feed, FeedKind, Producer, Sample
+from streams.models import Feed, FeedKind, Producer, PublishedId, Sample
 from streams.stats import (
     NUMERIC_VALUE_LIMIT,
     NUMERIC_VALUE_LIMIT_TEXT,
@@ -36,17 +37,38 @@ MAX_VALUES_PER_FRAME = 1000
 # year 5138: a timestamp in milliseconds (1.7e12) is refused, not stored as a
 # date fifty thousand years ahead.
 MAX_TS = 1e11
+# Exactly-once publishing: a producer's id of a sample is remembered while the
+# sample is retained and for at least this long after it was stored.
+PUBLISH_ID_WINDOW = 24 * 3600
+MAX_PUBLISH_ID_CHARS = 64
+# A feed over its tenant's max_stored_bytes prunes its expired ids at most this often.
+_ID_PRUNE_RETRY = 60.0
+
+Values = Sequence[tuple[float, float | None]]
 
 log = logging.getLogger(__name__)
 
 
 class SampleRejected(ValueError):
-    """A sample the feed cannot take; nothing was written. ``code`` is the wire error code."""
+    """A sample the feed cannot take; nothing was written. ``code`` is the wire error
+    code; ``limit`` names the quota of a ``quota_exceeded``."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, limit: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.limit = limit
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the refusal: the quota's, else 400."""
+        return quotas.QUOTAS[self.limit].status if self.limit else 400
+
+    def frame(self) -> dict[str, str]:
+        frame = {"type": "error", "error": self.code, "message": self.message}
+        if self.limit:
+            frame["limit"] = self.limit
+        return frame
 
 
 def _number(raw: Any, what: str) -> float:
@@ -73,8 +95,7 @@ def _timestamp(raw: Any) -> float:
 
 
 def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float | None]]:
-    """Validate one publish frame ({"value"}, {"value", "ts"}, {"values"}, or a bare number,
-    which stands for {"value": n}) for a feed kind."""
+    """The samples of one publish frame (publish_frame_parse, without the ids)."""
     if isinstance(frame, int | float) and not isinstance(frame, bool):
         frame = {"value": frame}  # the write-ups' producers send str(0 or 1)
     if not isinstance(frame, dict):
@@ -108,51 +129,153 @@ def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float |
     return inputs
 
 
-def samples_append(*, feed: Feed, values: Sequence[tuple[float, float | None]]) -> list[Sample]:
+@dataclass(frozen=True)
+class PublishFrame:
+    """One validated publish frame: its samples, and the producer's ids of them (or None)."""
+
+    inputs: list[tuple[float, float | None]]
+    ids: list[str] | None = None
+    is_values: bool = False  # a ``values`` frame (its ack lists the seqs of duplicates)
+
+
+def publish_frame_parse(kind: str, frame: Any) -> PublishFrame:
+    """Validate one publish frame ({"value"}, {"value", "ts"}, {"values"}, or a bare number,
+    which stands for {"value": n}) for a feed kind, with its ``id`` (``ids`` for
+    ``values``); raises SampleRejected."""
+    inputs = sample_inputs_from_frame(kind, frame)
+    if not isinstance(frame, dict):
+        return PublishFrame(inputs)
+    if "values" in frame:
+        if frame.get("id") is not None:
+            raise SampleRejected(
+                "bad_frame", '"values" frames take "ids" (one per value), not "id"'
+            )
+        ids = frame.get("ids")
+        if ids is None:
+            return PublishFrame(inputs, is_values=True)
+        if not isinstance(ids, list) or len(ids) != len(inputs):
+            raise SampleRejected("bad_frame", '"ids" must be a list as long as "values"')
+        for raw in ids:
+            _publish_id(raw)
+        if len(set(ids)) != len(ids):
+            raise SampleRejected("bad_frame", '"ids" must be unique within the frame')
+        return PublishFrame(inputs, ids, is_values=True)
+    if frame.get("ids") is not None:
+        raise SampleRejected("bad_frame", '"ids" goes with "values"; one sample takes "id"')
+    raw = frame.get("id")
+    return PublishFrame(inputs, None if raw is None else [_publish_id(raw)])
+
+
+def _publish_id(raw: Any) -> str:
+    if (
+        not isinstance(raw, str)
+        or not 0 < len(raw) <= MAX_PUBLISH_ID_CHARS
+        # Control characters (NUL above all) and lone surrogates are not text a
+        # database column can take: refused here, not by the batch's INSERT.
+        or any(c < " " or c == "\x7f" for c in raw)
+        or _not_utf8(raw)
+    ):
+        raise SampleRejected(
+            "bad_frame",
+            f"an id must be a string of 1 to {MAX_PUBLISH_ID_CHARS} characters, "
+            "without control characters",
+        )
+    return raw
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class StoredSamples(list[Sample]):
+    """One write's outcome: the samples it stored (a list, in order), and for each
+    value of the frame its seq (``seqs``), whether it was stored now or is a
+    ``duplicate`` of a sample stored before with the same id."""
+
+    def __init__(self, samples: list[Sample], seqs: list[int], duplicates: list[int]) -> None:
+        super().__init__(samples)
+        self.seqs = seqs
+        self.duplicates = duplicates  # indexes into the frame's values
+
+    def ack(self, *, values_frame: bool) -> dict[str, Any]:
+        """The ack (docs/PROTOCOL.md, "Publish socket"): ``seq`` is the highest of the
+        frame's samples; a frame with duplicates says which."""
+        frame: dict[str, Any] = {"type": "ack", "seq": max(self.seqs)}
+        if self.duplicates:
+            frame["duplicate"] = len(self.duplicates) == len(self.seqs)
+            if values_frame:
+                frame["seqs"] = self.seqs
+                frame["duplicates"] = self.duplicates
+        return frame
+
+
+def samples_append(
+    *,
+    feed: Feed,
+    values: Values,
+    ids: Sequence[str] | None = None,
+) -> StoredSamples:
     """Persist samples with the next sequence numbers and update the feed's statistics.
 
     The feed row is locked for the transaction, so concurrent producers get
     consecutive, gap-free numbers. Viewers are notified after commit. Values
-    should have been validated (sample_inputs_from_frame); samples the feed's
-    statistics cannot take raise SampleRejected, and nothing is written.
+    should have been validated (publish_frame_parse); samples the feed's
+    statistics cannot take raise SampleRejected, and nothing is written. With
+    ``ids`` (one per value, unique), values whose id the feed remembers are not
+    stored again (see samples_append_many).
     """
-    (outcome,) = samples_append_many(writes=[(feed, values)])
+    (outcome,) = samples_append_many(writes=[(feed, values, ids)])
     if isinstance(outcome, SampleRejected):
         raise outcome
     return outcome
 
 
-def samples_append_many(
-    *, writes: Sequence[tuple[Feed, Sequence[tuple[float, float | None]]]]
-) -> list[list[Sample] | SampleRejected]:
+Write = tuple[Feed, Values] | tuple[Feed, Values, Sequence[str] | None]
+
+
+def samples_append_many(*, writes: Sequence[Write]) -> list[StoredSamples | SampleRejected]:
     """Several appends, possibly to several feeds, in one transaction (group commit).
 
-    Each write (one publish frame's samples) stands alone: it is numbered and
-    computed on a copy of its feed's statistics, and kept only if every sample
-    of it adds, computes and encodes. A write that does not gets a
-    SampleRejected (``bad_value``) in its place, consumes no sequence number,
-    and every other write, of any feed or tenant, commits.
+    A write is ``(feed, values)`` or ``(feed, values, ids)``: one publish frame.
+    Each write stands alone: it is numbered and computed on a copy of its feed's
+    statistics, and kept only if every sample of it adds, computes and encodes.
+    A write that does not gets a SampleRejected (``bad_value``) in its place,
+    consumes no sequence number, and every other write, of any feed or tenant,
+    commits.
+
+    Exactly-once: a value whose id the feed already stored (in an earlier
+    transaction, or in an earlier write of this batch) is not stored again; its
+    original seq is reported and it is listed in ``duplicates``. The other
+    values of the write are stored, in order, with new seqs. New ids count
+    toward the tenant's max_stored_bytes (quotas.BYTES_PER_ID): a write whose
+    new ids would go over it is refused (``quota_exceeded``) alone.
 
     Three statements whatever the number of feeds: lock every feed row
     (``SELECT ... ORDER BY id FOR UPDATE``: one order for everyone, so two
     processes committing overlapping batches cannot deadlock), insert every
-    sample (``executemany``), update every feed. This is ingest's hot path,
-    hence plain SQL rather than a model save per row. If the database refuses
-    a row (IntegrityError, DataError), the batch is written again with each
-    write under a savepoint of its own, so that only the write at fault is
-    refused; any other database error (a lost connection, a locked or full
-    database) propagates and no write of the batch is stored.
+    sample (``executemany``), update every feed; when frames carry ids, also
+    one lookup per feed that has some, one read of the tenants' bytes left and
+    one insert of the new ids. This is ingest's hot path, hence
+    plain SQL rather than a model save per row. If the database refuses a row
+    (IntegrityError, DataError), the batch is written again with each write
+    under a savepoint of its own, so that only the write at fault is refused;
+    any other database error (a lost connection, a locked or full database)
+    propagates and no write of the batch is stored.
 
-    Returns, for each write in order, its samples (unsaved instances: no
+    Returns, for each write in order, its StoredSamples (unsaved instances: no
     primary key) or its SampleRejected.
     """
     now = time.time()
     wanted: dict[int, list[int]] = {}
-    for index, (feed, values) in enumerate(writes):
+    for index, (feed, values, *_) in enumerate(writes):
         if values:
             wanted.setdefault(feed.pk, []).append(index)
     if not wanted:
-        return [[] for _ in writes]
+        return [StoredSamples([], [], []) for _ in writes]
     try:
         with transaction.atomic():
             return _append_locked(writes, wanted, now, one_by_one=False)
@@ -164,22 +287,30 @@ def samples_append_many(
         return _append_locked(writes, wanted, now, one_by_one=True)
 
 
+SampleRow = tuple[int, int, float, float, str]
+# What ingest reads of each feed it locks.
+_LOCKED_FIELDS = (
+    "pk", "uuid", "tenant_id", "kind", "last_seq", "stats",
+    "retention_count", "retention_seconds", "remembered_ids",
+)  # fmt: skip
+IdRow = tuple[int, str, int, float]
+
+
 def _append_locked(
-    writes: Sequence[tuple[Feed, Sequence[tuple[float, float | None]]]],
+    writes: Sequence[Write],
     wanted: dict[int, list[int]],
     now: float,
     *,
     one_by_one: bool,
-) -> list[list[Sample] | SampleRejected]:
-    results: list[list[Sample] | SampleRejected] = [[] for _ in writes]
-    locked = (
-        Feed.objects.select_for_update()
-        .filter(pk__in=wanted)
-        .order_by("pk")
-        .only("pk", "uuid", "kind", "last_seq", "stats", "retention_count", "retention_seconds")
+) -> list[StoredSamples | SampleRejected]:
+    results: list[StoredSamples | SampleRejected] = [StoredSamples([], [], []) for _ in writes]
+    locked = list(
+        Feed.objects.select_for_update().filter(pk__in=wanted).order_by("pk").only(*_LOCKED_FIELDS)
     )
-    rows: list[tuple[int, int, float, float, str]] = []
-    updates: list[tuple[int, str, int]] = []
+    ids = _PublishedIds(writes, wanted, locked, now)
+    rows: list[SampleRow] = []
+    id_rows: list[IdRow] = []
+    updates: list[tuple[int, str, int, int]] = []
     published: list[tuple[Feed, list[Sample]]] = []
     prune: list[Feed] = []
     for feed in locked:
@@ -190,31 +321,44 @@ def _append_locked(
                 results[index] = exc
             continue
         previous_seq = seq = feed.last_seq
+        new_ids = 0
         committed: list[Sample] = []
         for index in wanted[feed.pk]:
+            _, values, *rest = writes[index]
+            frame_ids = rest[0] if rest else None
             trial = accumulator.copy()
             try:
-                samples, write_rows = _numbered(feed, trial, seq, writes[index][1], now)
-                if one_by_one:
-                    _insert_alone(feed, write_rows)
+                fresh, seqs, duplicates = ids.split(feed, values, frame_ids)
+                samples, write_rows = _numbered(feed, trial, seq, [values[i] for i in fresh], now)
+                write_id_rows = ids.rows(feed, frame_ids, fresh, samples)
+                if one_by_one and write_rows:
+                    _insert_alone(feed, write_rows, write_id_rows)
             except SampleRejected as exc:
                 results[index] = exc
                 continue
+            ids.stored(feed, write_id_rows)
+            for i, sample in zip(fresh, samples, strict=True):
+                seqs[i] = sample.seq
             accumulator, seq = trial, seq + len(samples)
-            results[index] = samples
+            new_ids += len(write_id_rows)
+            results[index] = StoredSamples(samples, seqs, duplicates)
             committed.extend(samples)
             if not one_by_one:
                 rows.extend(write_rows)
+                id_rows.extend(write_id_rows)
         if not committed:
             continue
         feed.last_seq = seq
-        updates.append((seq, json.dumps(accumulator.state()), feed.pk))
+        feed.remembered_ids += new_ids
+        updates.append((seq, json.dumps(accumulator.state()), new_ids, feed.pk))
         published.append((feed, committed))
         if seq // _PRUNE_EVERY != previous_seq // _PRUNE_EVERY:
             prune.append(feed)
     with connection.cursor() as cursor:
         if rows:
             cursor.executemany(_INSERT_SAMPLE, rows)
+        if id_rows:
+            cursor.executemany(_INSERT_ID, id_rows)
         if updates:
             cursor.executemany(_UPDATE_FEED, updates)
     # Announced only once every statement succeeded: a batch written again frame
@@ -226,13 +370,85 @@ def _append_locked(
     return results
 
 
+class _PublishedIds:
+    """The ids of one ingest batch: which values are duplicates, and the
+    max_stored_bytes budget their new ids spend. Ids are looked up once, under
+    the feeds' row locks, so no other writer can store one in between."""
+
+    def __init__(
+        self, writes: Sequence[Write], wanted: dict[int, list[int]], locked: list[Feed], now: float
+    ) -> None:
+        self.now = now
+        asked: dict[int, list[str]] = {}
+        for feed_pk, indexes in wanted.items():
+            for index in indexes:
+                write = writes[index]
+                if len(write) > 2 and write[2]:
+                    asked.setdefault(feed_pk, []).extend(write[2])
+        # feed pk -> {id: seq}; also takes the ids this batch stores, so the second
+        # copy of an id in one batch is a duplicate of the first.
+        self.known: dict[int, dict[str, int]] = {pk: {} for pk in asked}
+        self.bytes_left: dict[int, int] = {}
+        if not asked:
+            return
+        # Plain SQL on the (feed, publish_id) unique index, in chunks that stay under
+        # any database's limit of parameters per statement.
+        with connection.cursor() as cursor:
+            for feed_pk, feed_ids in asked.items():
+                for start in range(0, len(feed_ids), _IDS_PER_LOOKUP):
+                    chunk = feed_ids[start : start + _IDS_PER_LOOKUP]
+                    cursor.execute(
+                        _SELECT_IDS + ", ".join(["%s"] * len(chunk)) + ")", [feed_pk, *chunk]
+                    )
+                    self.known[feed_pk].update(cursor.fetchall())
+        tenants = {feed.tenant_id for feed in locked if feed.pk in asked}
+        self.bytes_left = quotas.stored_bytes_left(tenants)
+
+    def split(
+        self, feed: Feed, values: Values, frame_ids: Sequence[str] | None
+    ) -> tuple[list[int], list[int], list[int]]:
+        """(indexes of the values to store, seqs with duplicates' filled in, duplicates' indexes).
+        Raises SampleRejected (quota_exceeded) if the new ids are over the tenant's budget."""
+        if not frame_ids:
+            return list(range(len(values))), [0] * len(values), []
+        known = self.known[feed.pk]
+        seqs = [known.get(publish_id, 0) for publish_id in frame_ids]
+        fresh = [i for i, seq in enumerate(seqs) if not seq]
+        cost = len(fresh) * quotas.BYTES_PER_ID
+        if cost and cost > self.bytes_left[feed.tenant_id]:
+            self.bytes_left[feed.tenant_id] += _prune_ids(feed, self.now) * quotas.BYTES_PER_ID
+            if cost > self.bytes_left[feed.tenant_id]:
+                refusal = quotas.ids_refusal(feed.tenant_id, ids=len(fresh))
+                raise SampleRejected("quota_exceeded", refusal.message, limit=refusal.limit)
+        return fresh, seqs, [i for i, seq in enumerate(seqs) if seq]
+
+    def rows(
+        self,
+        feed: Feed,
+        frame_ids: Sequence[str] | None,
+        fresh: list[int],
+        samples: list[Sample],
+    ) -> list[IdRow]:
+        if not frame_ids:
+            return []
+        return [
+            (feed.pk, frame_ids[i], sample.seq, self.now)
+            for i, sample in zip(fresh, samples, strict=True)
+        ]
+
+    def stored(self, feed: Feed, id_rows: list[IdRow]) -> None:
+        if id_rows:
+            self.known[feed.pk].update((publish_id, seq) for _, publish_id, seq, _ in id_rows)
+            self.bytes_left[feed.tenant_id] -= len(id_rows) * quotas.BYTES_PER_ID
+
+
 def _numbered(
     feed: Feed,
     accumulator: Accumulator,
     seq: int,
-    values: Sequence[tuple[float, float | None]],
+    values: Values,
     now: float,
-) -> tuple[list[Sample], list[tuple[int, int, float, float, str]]]:
+) -> tuple[list[Sample], list[SampleRow]]:
     """One write's samples, numbered after ``seq``, each with the statistics after it.
 
     Raises SampleRejected if a value cannot be added or its statistics cannot be
@@ -286,10 +502,12 @@ def _usable_accumulator(feed: Feed) -> Accumulator:
 _reported_unusable: set[uuid.UUID] = set()
 
 
-def _insert_alone(feed: Feed, rows: list[tuple[int, int, float, float, str]]) -> None:
+def _insert_alone(feed: Feed, rows: list[SampleRow], id_rows: list[IdRow]) -> None:
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(_INSERT_SAMPLE, rows)
+            if id_rows:
+                cursor.executemany(_INSERT_ID, id_rows)
     except (IntegrityError, DataError) as exc:
         log.warning("feed %s: the database refused a frame's samples (%s)", feed.uuid, exc)
         raise SampleRejected(
@@ -301,13 +519,57 @@ _INSERT_SAMPLE = (
     f"INSERT INTO {Sample._meta.db_table} (feed_id, seq, value, ts, stats_json) "
     "VALUES (%s, %s, %s, %s, %s)"
 )
-_UPDATE_FEED = f"UPDATE {Feed._meta.db_table} SET last_seq = %s, stats = %s WHERE id = %s"
+_SELECT_IDS = (
+    f"SELECT publish_id, seq FROM {PublishedId._meta.db_table} "
+    "WHERE feed_id = %s AND publish_id IN ("
+)
+_IDS_PER_LOOKUP = 900
+_INSERT_ID = (
+    f"INSERT INTO {PublishedId._meta.db_table} (feed_id, publish_id, seq, received) "
+    "VALUES (%s, %s, %s, %s)"
+)
+_UPDATE_FEED = (
+    f"UPDATE {Feed._meta.db_table} SET last_seq = %s, stats = %s, "
+    "remembered_ids = remembered_ids + %s WHERE id = %s"
+)
 
 
 def _prune(feed: Feed, now: float) -> None:
+    """Retention: the samples beyond the feed's count or age, then the ids that are
+    neither of a retained sample nor younger than PUBLISH_ID_WINDOW."""
     Sample.objects.filter(feed_id=feed.pk, seq__lte=feed.last_seq - feed.retention_count).delete()
     if feed.retention_seconds:
         Sample.objects.filter(feed_id=feed.pk, ts__lt=now - feed.retention_seconds).delete()
+    if feed.remembered_ids:
+        _prune_ids(feed, now)
+
+
+def _prune_ids(feed: Feed, now: float) -> int:
+    """Forget the feed's expired ids (under its row lock); returns how many.
+
+    At most once per _ID_PRUNE_RETRY per feed and process: a tenant at its quota
+    sending id after id does not run a DELETE per batch.
+    """
+    if now - _ids_pruned_at.get(feed.pk, -math.inf) < _ID_PRUNE_RETRY:
+        return 0
+    _ids_pruned_at[feed.pk] = now
+    oldest = Sample.objects.filter(feed_id=feed.pk).aggregate(oldest=Min("seq"))["oldest"]
+    # Every id of a sample still retained is kept (seq >= the oldest retained; a
+    # sample pruned by age between two retained ones keeps its id too: more, not less).
+    expired = PublishedId.objects.filter(
+        feed_id=feed.pk,
+        received__lt=now - PUBLISH_ID_WINDOW,
+        seq__lt=feed.last_seq + 1 if oldest is None else oldest,
+    )
+    forgotten, _ = expired.delete()
+    if forgotten:
+        feed.remembered_ids -= forgotten
+        Feed.objects.filter(pk=feed.pk).update(remembered_ids=F("remembered_ids") - forgotten)
+    return forgotten
+
+
+# When each feed's ids were last pruned by this process (time.time()).
+_ids_pruned_at: dict[int, float] = {}
 
 
 @dataclass

@@ -179,22 +179,19 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
             status=413,
         )
     try:
-        frame = json.loads(request.body)
-        inputs = services.sample_inputs_from_frame(producer.feed.kind, frame)
+        frame = services.publish_frame_parse(producer.feed.kind, json.loads(request.body))
     except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         code = getattr(exc, "code", "bad_json")
         message = getattr(exc, "message", "the body is not valid JSON")
         return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
-    if not quotas.take_samples_sync(producer.tenant, len(inputs)):
+    if not quotas.take_samples_sync(producer.tenant, len(frame.inputs)):
         refusal = quotas.samples_refusal(producer.tenant)
         return JsonResponse(refusal.frame(), status=refusal.status)
     try:
-        samples = services.samples_append(feed=producer.feed, values=inputs)
+        stored = services.samples_append(feed=producer.feed, values=frame.inputs, ids=frame.ids)
     except services.SampleRejected as exc:
-        return JsonResponse(
-            {"type": "error", "error": exc.code, "message": exc.message}, status=400
-        )
-    return JsonResponse({"type": "ack", "seq": samples[-1].seq})
+        return JsonResponse(exc.frame(), status=exc.status)
+    return JsonResponse(stored.ack(values_frame=frame.is_values))
 
 
 async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:

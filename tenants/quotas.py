@@ -12,8 +12,9 @@ the limit.
   tenant's row lock, so two concurrent creations cannot both take the last one.
 - ``max_stored_bytes``: the characters of the tenant's stored document rows
   (JSON, ``Document.stored_bytes``, kept by the upload that stores them) plus ``BYTES_PER_SAMPLE`` for each sample its feeds keep (estimated
-  from ``last_seq`` and retention, not counted); an upload counts as its size
-  in bytes.
+  from ``last_seq`` and retention, not counted) and ``BYTES_PER_ID`` for each
+  publish id its feeds remember (exactly-once publishing, ``Feed.remembered_ids``);
+  an upload counts as its size in bytes, a publish frame as its new ids.
 - ``concurrent_uploads``, ``concurrent_exports``: slots in Redis across every
   process (streamsite/slots.py), held while the upload or export runs.
 - ``samples_per_second``: a token bucket in Redis per tenant, shared by all its
@@ -25,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.db import connection
 from django.db.models import BigIntegerField, Sum
 from django.db.models.functions import Least
 
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 # ts: 32 bytes), its statistics as JSON text (~60-110 characters) and its index
 # entry, rounded up. Documented in docs/PROTOCOL.md ("Limits").
 BYTES_PER_SAMPLE = 200
+# What one remembered publish id costs: its row (feed, seq, time: 24 bytes, the id:
+# up to 64 characters) and its two index entries, rounded up. Also in PROTOCOL.md.
+BYTES_PER_ID = 200
 
 
 @dataclass(frozen=True)
@@ -141,16 +146,77 @@ def document_count(tenant: Tenant) -> int:
 def stored_bytes(tenant: Tenant, *, excluding_document_id: int | None = None) -> int:
     """What the tenant stores (see the module docstring), optionally without one document."""
     from documents.models import Document
-    from streams.models import Feed
 
     documents = Document.objects.filter(tenant_id=tenant.pk)
     if excluding_document_id is not None:
         documents = documents.exclude(pk=excluding_document_id)
     rows = documents.aggregate(total=Sum("stored_bytes"))["total"] or 0
-    kept = Feed.objects.filter(tenant_id=tenant.pk).aggregate(
-        total=Sum(Least("last_seq", "retention_count", output_field=BigIntegerField()))
-    )["total"]
-    return int(rows) + int(kept or 0) * BYTES_PER_SAMPLE
+    return int(rows) + _feed_bytes([tenant.pk]).get(tenant.pk, 0)
+
+
+def _feed_bytes(tenant_ids: Collection[int]) -> dict[int, int]:
+    """What the feeds of each tenant store: kept samples and remembered ids."""
+    from streams.models import Feed
+
+    totals = (
+        Feed.objects.filter(tenant_id__in=tenant_ids)
+        .values("tenant_id")
+        .annotate(
+            kept=Sum(Least("last_seq", "retention_count", output_field=BigIntegerField())),
+            ids=Sum("remembered_ids"),
+        )
+    )
+    return {
+        row["tenant_id"]: int(row["kept"] or 0) * BYTES_PER_SAMPLE
+        + int(row["ids"] or 0) * BYTES_PER_ID
+        for row in totals
+    }
+
+
+def stored_bytes_left(tenant_ids: Collection[int]) -> dict[int, int]:
+    """For each tenant, the bytes it may still store under max_stored_bytes (may be < 0):
+    the limit less ``stored_bytes``, in one statement (ingest asks once per batch that
+    carries publish ids, so this is plain SQL rather than three ORM aggregates)."""
+    from documents.models import Document
+    from streams.models import Feed
+
+    if not tenant_ids:
+        return {}
+    placeholders = ", ".join(["%s"] * len(tenant_ids))
+    feeds, documents = Feed._meta.db_table, Document._meta.db_table
+    own = QUOTAS["max_stored_bytes"].field
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.id, t.{own}, "
+            f"(SELECT COALESCE(SUM(d.stored_bytes), 0) FROM {documents} d WHERE d.tenant_id = t.id), "
+            "(SELECT COALESCE(SUM(CASE WHEN f.last_seq < f.retention_count THEN f.last_seq "
+            "ELSE f.retention_count END), 0) "
+            f"FROM {feeds} f WHERE f.tenant_id = t.id), "
+            f"(SELECT COALESCE(SUM(f.remembered_ids), 0) FROM {feeds} f WHERE f.tenant_id = t.id) "
+            f"FROM {Tenant._meta.db_table} t WHERE t.id IN ({placeholders})",
+            list(tenant_ids),
+        )
+        rows = cursor.fetchall()
+    default = settings.QUOTA_MAX_STORED_BYTES
+    return {
+        pk: (default if limit is None else limit)
+        - int(document_bytes)
+        - int(kept) * BYTES_PER_SAMPLE
+        - int(ids) * BYTES_PER_ID
+        for pk, limit, document_bytes, kept, ids in rows
+    }
+
+
+def ids_refusal(tenant_id: int, *, ids: int) -> QuotaExceeded:
+    """A publish frame whose ``ids`` new publish ids would take the tenant over max_stored_bytes."""
+    tenant = Tenant.objects.get(pk=tenant_id)
+    return _exceeded(
+        tenant,
+        "max_stored_bytes",
+        limit_for(tenant, "max_stored_bytes"),
+        f": this frame's {ids:,} new ids would take {ids * BYTES_PER_ID:,} more "
+        f"(publish ids are remembered for 24 h; send samples without ids, or wait)",
+    )
 
 
 def _lock(tenant: Tenant) -> None:

@@ -302,11 +302,8 @@ def test_refused_samples_fail_alone_and_flush_reports_them(daphne, acme_feed):
 def test_publisher_resends_what_was_unacknowledged_when_the_server_goes_away(
     own_server, numeric_feed
 ):
-    """Every sample ends up stored and acknowledged with a seq that holds its value.
-
-    Without exactly-once on the server a resent frame that had already been
-    stored is stored again; the next test checks that it is not.
-    """
+    """Every sample ends up stored and acknowledged with a seq that holds its value
+    (and, the server publishing exactly once, stored once: the next test)."""
     feed, token = numeric_feed
     client = Client(own_server.http, token=token, backoff=FAST)
     count = 600
@@ -335,10 +332,6 @@ def test_publisher_resends_what_was_unacknowledged_when_the_server_goes_away(
     assert first_seen == [float(i) for i in range(1, count + 1)]  # in order
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs exactly-once publishing on the server (ids deduplicated), issue 12",
-)
 def test_resends_after_the_server_goes_away_store_each_sample_exactly_once(
     own_server, numeric_feed
 ):
@@ -359,6 +352,28 @@ def test_resends_after_the_server_goes_away_store_each_sample_exactly_once(
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
     assert stored_values(feed) == [float(i) for i in range(1, count + 1)]
+
+
+def test_a_batch_of_stored_and_new_samples_acks_each_with_its_own_seq(daphne, numeric_feed):
+    """The server's ack of a values frame says which samples were stored before."""
+    feed, token = numeric_feed
+    client = Client(daphne.http, token=token, backoff=FAST)
+
+    async def scenario():
+        async with client.publisher(str(feed.uuid)) as first:
+            await (await first.send(1.0, id="x"))
+        async with client.publisher(str(feed.uuid), window=1) as second:
+            alone = await second.send(5.0, id="w")
+            batch = [await second.send(1.0, id="x"), await second.send(2.0, id="y")]
+            await second.flush()
+            return second.frames_sent, await alone, [await f for f in batch]
+
+    frames, alone, (again, new) = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert frames <= 2  # "x" went in a values frame beside a new sample (with "w", or "y")
+    assert (alone.seq, alone.duplicate) == (2, False)
+    assert (again.seq, again.id, again.duplicate) == (1, "x", True)
+    assert (new.seq, new.id, new.duplicate) == (3, "y", False)
+    assert stored_values(feed) == [1.0, 5.0, 2.0]
 
 
 def test_a_wrong_token_is_refused_at_the_handshake(daphne, numeric_feed):

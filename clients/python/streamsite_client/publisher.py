@@ -355,10 +355,17 @@ class Publisher:
             seqs = frame.get("seqs")
             if not (isinstance(seqs, list) and len(seqs) == len(sent.items)):
                 seqs = list(range(seq - len(sent.items) + 1, seq + 1))
-            duplicate = bool(frame.get("duplicate"))
-            for item, item_seq in zip(sent.items, seqs, strict=True):
+            # "duplicate": every sample of the frame was stored before; "duplicates":
+            # the indexes of those that were, when only some were.
+            duplicates = frame.get("duplicates")
+            if bool(frame.get("duplicate")):
+                duplicates = range(len(sent.items))
+            elif not isinstance(duplicates, list):
+                duplicates = []
+            already = set(duplicates)
+            for index, (item, item_seq) in enumerate(zip(sent.items, seqs, strict=True)):
                 if not item.future.done():
-                    item.future.set_result(Ack(int(item_seq), item.id, duplicate))
+                    item.future.set_result(Ack(int(item_seq), item.id, index in already))
             self.last_seq = seq
             self.acked += len(sent.items)
             self._changed.notify_all()
