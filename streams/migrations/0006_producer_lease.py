@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('streams', '0004_shared_by_key'),
+        ('streams', '0005_published_ids'),
     ]
 
     operations = [
