@@ -604,9 +604,10 @@ def _csv_rows(text: str, delimiter: str, limits: TSVLimits) -> Iterator[_Row]:
                 fields = fields or [""]
             if len(fields) > max_columns:
                 raise _too_many_columns(row_line, limits)
-            for column, value in enumerate(fields, start=1):
-                if len(value) > max_field_chars:
-                    raise _field_too_long(row_line, column, len(value), limits)
+            if max(map(len, fields)) > max_field_chars:
+                for column, value in enumerate(fields, start=1):
+                    if len(value) > max_field_chars:
+                        raise _field_too_long(row_line, column, len(value), limits)
             if not header_read:
                 _check_header(fields)
                 header_read = True
