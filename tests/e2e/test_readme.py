@@ -238,8 +238,8 @@ def stop_make_run(process: subprocess.Popen[str]) -> None:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Iterator[Clone]:
-    if not shutil.which("make") or not shutil.which("git"):
-        pytest.skip("make and git are needed")
+    if not shutil.which("make") or not shutil.which("git") or not (ROOT / ".git").exists():
+        pytest.skip("make, git and a git checkout are needed")
     clone = make_clone(tmp_path_factory.mktemp("readme"))
     # The commands come from this checkout's README; the clone is its committed HEAD.
     assert (clone.path / "README.md").read_text() == README, "commit README.md first"
