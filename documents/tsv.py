@@ -16,7 +16,10 @@ The dialect read by `parse_tsv`:
 - Lines end with `\\n`, `\\r\\n` or `\\r`; nothing else (form feeds, U+2028)
   breaks a line. Line numbers in errors and warnings are physical lines, so a
   quoted field that spans lines advances the count.
-- Body lines that hold nothing but whitespace are skipped silently.
+- A body line that holds nothing but tabs is a row of empty cells (and one
+  of tabs and spaces a row of those cells); a blank line (empty, or only
+  spaces, with no tab) is skipped silently, so a trailing blank line or two
+  add no rows.
 - Rows keep the fields they have: a row shorter than the header is short
   (its missing cells are empty), and a row longer than the header adds
   generated columns `column_<n>` (empty in the other rows). Rows are not
@@ -25,6 +28,16 @@ The dialect read by `parse_tsv`:
   written out. Both cases are reported in `ParsedTSV.padded_lines`/`warnings`.
 - Column names are made usable: an empty name becomes `column_<n>` and
   repeated names get suffixes (`name`, `name_2`), also reported.
+
+Files plainly separated by another character (see `_other_separator`: no tab
+in the first 64 KiB, and a header and lines split by one of `,;|^:` into the
+same number of fields) are not taken silently as one-column documents:
+comma- and semicolon-separated files are read as CSV (`csv` module
+semantics: quoted fields, `""`, a quote elsewhere literal) with a warning
+that says so; colon-, pipe- and caret-separated ones are read as TSV (one
+column) with a warning naming the separator, since those characters are
+common inside single cells (times, URLs, patterns) and a wrong split would
+be worse than an unsplit line the person can fix.
 """
 
 import csv
@@ -114,8 +127,9 @@ class ParsedTSV:
     Every row has between 1 and `len(columns)` cells; the cells a row lacks
     (at its end) are empty, and `pad_row` adds them. `padded_lines` are the
     1-based lines of rows whose number of fields differed from the header's;
-    `warnings` says, for a person, what was changed (rows padded, columns
-    added or renamed). `encoding` is the one the file was decoded with.
+    `warnings` says, for a person, what was changed (read as comma-separated,
+    rows padded, columns added or renamed). `encoding` is the one the file was
+    decoded with, `delimiter` the character the rows were split on.
     """
 
     columns: list[str]
@@ -123,6 +137,7 @@ class ParsedTSV:
     padded_lines: list[int]
     encoding: Literal["utf-8", "utf-8-sig", "utf-16"]
     warnings: list[str] = field(default_factory=list)
+    delimiter: str = "\t"
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,7 @@ class PackedTSV:
     the rows `parse_tsv` would return; `row_count` counts them. `ragged_count`
     is the number of rows whose number of fields differed from the header's
     (`len(ParsedTSV.padded_lines)`); the lines themselves are only in `warnings`.
+    `delimiter` is the one the rows were split on (`,` or `;` for a file read as CSV).
     """
 
     columns: list[str]
@@ -141,6 +157,7 @@ class PackedTSV:
     ragged_count: int
     encoding: Literal["utf-8", "utf-8-sig", "utf-16"]
     warnings: list[str] = field(default_factory=list)
+    delimiter: str = "\t"
 
 
 def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
@@ -154,7 +171,7 @@ def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
     decoded text plus the rows (the text is read in place, never as a list of
     its lines).
     """
-    header, body, encoding = _read(data, limits)
+    header, body, encoding, read = _read(data, limits)
     rows: list[list[str]] = []
     collected = _Collected(len(header), keep_lines=True)
     width = len(header)
@@ -169,7 +186,8 @@ def parse_tsv(data: bytes, *, limits: TSVLimits = DEFAULT_LIMITS) -> ParsedTSV:
         rows=rows,
         padded_lines=[line for line, _ in collected.ragged],
         encoding=encoding,
-        warnings=warnings,
+        warnings=read.warnings + warnings,
+        delimiter=read.delimiter,
     )
 
 
@@ -195,7 +213,7 @@ def pack_tsv(
     """
     if rows_per_pack < 1:
         raise ValueError("rows_per_pack must be at least 1.")
-    header, body, encoding = _read(data, limits)
+    header, body, encoding, read = _read(data, limits)
     packs: list[str] = []
     batch: list[list[str]] = []
     collected = _Collected(len(header), keep_lines=False)
@@ -217,7 +235,8 @@ def pack_tsv(
         row_count=collected.row_count,
         ragged_count=collected.ragged_count,
         encoding=encoding,
-        warnings=warnings,
+        warnings=read.warnings + warnings,
+        delimiter=read.delimiter,
     )
 
 
@@ -255,8 +274,8 @@ def export_lines(columns: list[str], rows: Iterable[list[str]]) -> Iterator[str]
     comes back unchanged, and so do header names, unless `parse_tsv` renames
     them (an empty or repeated name).
 
-    A row whose cells are all empty or whitespace would read back as a blank
-    line and be skipped, so its first cell is written quoted (`""`).
+    A row of one empty or whitespace cell would read back as a blank line
+    and be skipped, so that cell is written quoted (`""`).
 
     Raises `ValueError` (when it gets there) if there are no columns, if a row
     has more cells than there are columns, or if a cell contains a NUL
@@ -431,9 +450,17 @@ _FIRST_BURST: Final = 1
 _MAX_BURST: Final = 4096
 
 
+@dataclass(frozen=True)
+class _HowRead:
+    """How `_read` split the text: the delimiter, and what to tell the person about it."""
+
+    delimiter: str = "\t"
+    warnings: list[str] = field(default_factory=list)
+
+
 def _read(
     data: bytes, limits: TSVLimits
-) -> tuple[list[str], Iterator[_Row], Literal["utf-8", "utf-8-sig", "utf-16"]]:
+) -> tuple[list[str], Iterator[_Row], Literal["utf-8", "utf-8-sig", "utf-16"], _HowRead]:
     """Check and decode `data`; its header, then its body rows as they are read."""
     if len(data) > limits.max_bytes:
         size, limit = _format_size(len(data)), _format_size(limits.max_bytes)
@@ -448,9 +475,149 @@ def _read(
             ("The file holds nothing but whitespace" if text else "The file is empty")
             + "; the first line must name the columns.",
         )
-    rows = _quoted_rows(text, limits) if '"' in text else _plain_rows(text, limits)
+    how = _HowRead()
+    separator = _other_separator(text)
+    if separator is not None:
+        name, plural, columns = separator
+        if name in _READ_AS_CSV:
+            how = _HowRead(
+                name,
+                [
+                    f"The file has no tabs and its lines are separated by {plural}, "
+                    f"so it was read as {_SEPARATOR_NAMES[name]}-separated (CSV), "
+                    f"{columns} columns."
+                ],
+            )
+        else:
+            how = _HowRead(
+                warnings=[
+                    f"The file has no tabs; its lines look separated by {plural} ({name!r}) "
+                    f"into {columns} fields, but it was read as tab-separated: one column. "
+                    "Save it with tabs between the fields to get one column per field."
+                ]
+            )
+    if how.delimiter != "\t":
+        rows = _csv_rows(text, how.delimiter, limits)
+    elif '"' in text:
+        rows = _quoted_rows(text, limits)
+    else:
+        rows = _plain_rows(text, limits)
     _, header = next(rows)
-    return header, rows, encoding
+    return header, rows, encoding, how
+
+
+# --- Files separated by something else ------------------------------------------
+
+# The characters `_other_separator` recognises, most likely first, and their names.
+_SEPARATOR_NAMES: Final = {
+    ",": "comma",
+    ";": "semicolon",
+    "|": "pipe",
+    "^": "caret",
+    ":": "colon",
+}
+# Those read as CSV with them; the others only get a warning.
+_READ_AS_CSV: Final = frozenset(",;")
+# The sample `_other_separator` looks at: at most this many characters, and lines.
+_SNIFF_CHARS: Final = 64 * 1024
+_SNIFF_LINES: Final = 100
+# The share of the sample's body lines that must split like the header.
+_SNIFF_AGREEMENT: Final = 0.8
+
+
+def _other_separator(text: str) -> tuple[str, str, int] | None:
+    """(separator, its plural name, the header's field count) when `text` is plainly
+    separated by one of `_SEPARATOR_NAMES` instead of tabs, else None.
+
+    Plainly: no tab in the sample (its first `_SNIFF_CHARS` characters, whole
+    lines, at most `_SNIFF_LINES` of them), the header splits into at least two
+    fields on the separator (read as CSV, so quoted separators do not count),
+    and so do at least `_SNIFF_AGREEMENT` of the sample's other lines that
+    hold any text, into the same number. Of several candidates, the one most lines agree on,
+    then the one giving more fields, then the first in `_SEPARATOR_NAMES`.
+    Costs one pass over the sample per candidate, whatever the file's size;
+    a TSV file (a tab anywhere in the sample) costs one `find`.
+    """
+    sample = text[:_SNIFF_CHARS]
+    if "\t" in sample:
+        return None
+    lines = _LINE.findall(sample)[:_SNIFF_LINES]
+    if len(text) > len(sample) and len(lines) > 1:
+        lines.pop()  # cut short by the sample's end
+    best: tuple[float, int, int, str] | None = None
+    for order, candidate in enumerate(_SEPARATOR_NAMES):
+        if candidate not in sample:
+            continue
+        reader = csv.reader(lines, delimiter=candidate)
+        try:
+            # Blank lines and lines of separators alone (rows of empty cells) say nothing.
+            rows = [row for row in reader if any(cell.strip() for cell in row)]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width, body = len(rows[0]), rows[1:]
+        agreement = sum(len(row) == width for row in body) / len(body) if body else 1.0
+        if agreement >= _SNIFF_AGREEMENT:
+            score = (agreement, width, -order, candidate)
+            best = score if best is None or score > best else best
+    if best is None:
+        return None
+    separator = best[3]
+    return separator, _SEPARATOR_NAMES[separator] + "s", best[1]
+
+
+def _csv_rows(text: str, delimiter: str, limits: TSVLimits) -> Iterator[_Row]:
+    """The rows of a comma- (or semicolon-) separated file, as the `csv` module reads them.
+
+    Python's default (excel) dialect with `delimiter`: a field that starts
+    with `"` is quoted, `""` is a literal quote in it, and a quote anywhere
+    else is literal. Blank lines (nothing, or only spaces) are skipped, as in
+    TSV files; a line of separators only is a row of empty cells. A quote that
+    never closes is an error naming the line its row starts on (csv itself
+    would swallow the rest of the file into the field), found by a NUL line
+    after the text: `_decode` guarantees the text holds no NUL of its own.
+    The header comes first.
+    """
+    reader = csv.reader(
+        itertools.chain(map(_MATCHED_TEXT, _LINE.finditer(text)), ["\x00"]),
+        delimiter=delimiter,
+    )
+    max_columns, max_field_chars = limits.max_columns, limits.max_field_chars
+    header_read = False
+    line = 1  # where the next row starts
+    try:
+        for fields in reader:
+            row_line, line = line, reader.line_num + 1
+            if fields and fields[-1].endswith("\x00"):
+                if fields == ["\x00"]:
+                    return
+                raise TSVError(
+                    "unmatched_quote",
+                    "unmatched quote (the field opened in this row never closes). "
+                    'Inside a quoted field, write a literal quote as "".',
+                    line=row_line,
+                )
+            if not fields or (len(fields) == 1 and (not fields[0] or fields[0].isspace())):
+                if header_read:
+                    continue
+                fields = fields or [""]
+            if len(fields) > max_columns:
+                raise _too_many_columns(row_line, limits)
+            if max(map(len, fields)) > max_field_chars:
+                for column, value in enumerate(fields, start=1):
+                    if len(value) > max_field_chars:
+                        raise _field_too_long(row_line, column, len(value), limits)
+            if not header_read:
+                _check_header(fields)
+                header_read = True
+            yield row_line, fields
+    except csv.Error as error:  # only a field over csv.field_size_limit()
+        raise TSVError(
+            "field_too_long",
+            f"a field is longer than {csv.field_size_limit():,} characters ({error}).",
+            line=line,
+        ) from None
 
 
 def _split_plain(text: str, limits: TSVLimits) -> _Split:
@@ -487,7 +654,7 @@ def _plain_rows(text: str, limits: TSVLimits) -> Iterator[_Row]:
     width = len(header)
     max_field_chars = limits.max_field_chars
     for number, line in enumerate(lines, start=2):
-        if not line or line.isspace():
+        if not line or (line.isspace() and "\t" not in line):
             continue
         fields = line.split("\t")
         if len(fields) != width or len(line) > max_field_chars:
@@ -546,9 +713,10 @@ def _quoted_rows(text: str, limits: TSVLimits) -> Iterator[_Row]:
                 row_line, line = line, start_line + reader.line_num
                 if width is not None and (
                     not fields
-                    # Whitespace cells are a blank line, unless quoted (`" "`).
+                    # One whitespace cell is a blank line, unless quoted (`" "`).
                     or (
-                        (not fields[0] or fields[0].isspace())
+                        len(fields) == 1
+                        and (not fields[0] or fields[0].isspace())
                         and probe.line(row_line).group().isspace()
                     )
                 ):
@@ -575,7 +743,7 @@ def _quoted_rows(text: str, limits: TSVLimits) -> Iterator[_Row]:
             if width is None:
                 _check_header(fields)
                 width = len(fields)
-            elif not fields[0] or fields[0].isspace():
+            elif len(fields) == 1 and (not fields[0] or fields[0].isspace()):
                 physical = text[row_start:position]
                 if not physical or physical.isspace():
                     continue
@@ -804,7 +972,7 @@ def _export_line(cells: list[str], what: str) -> str:
     line = "\t".join(exported)
     if "\x00" in line:
         raise ValueError(f"{what} contains a NUL character, which a TSV file cannot hold.")
-    if not line or line.isspace():
+    if not line or (line.isspace() and "\t" not in line):
         exported[0] = f'"{exported[0]}"'
         line = "\t".join(exported)
     return line

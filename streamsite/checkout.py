@@ -9,7 +9,10 @@ one development setup, whichever shell they run in:
   so the development secret key and hosts apply;
 - the database is ``db.sqlite3`` in the checkout (settings' default);
 - Redis is the private one ``make run`` started: it records its URL in
-  ``var/redis/url`` and removes the file when it stops, and settings read it.
+  ``var/redis/url`` and removes the file when it stops, and settings read it;
+- the site is where ``make run`` serves it (``PORT``, ``HOST``): recorded in
+  ``var/server/url`` the same way, for commands that talk to the server
+  (``tailfeed``'s default ``--url``).
   With no such file there is no Redis to talk to, and a command that needs
   live events says so (``require_live_events``) instead of publishing to
   whatever listens on 127.0.0.1:6379.
@@ -34,22 +37,52 @@ def apply_development_defaults(environ: MutableMapping[str, str] = os.environ) -
         environ.setdefault("DEBUG", "1")
 
 
+SERVER_URL_FILE = Path(
+    os.environ.get("STREAMSITE_SERVER_URL_FILE") or BASE_DIR / "var" / "server" / "url"
+)
+
+
 def recorded_redis_url() -> str | None:
     """The URL of the private Redis that ``make run`` keeps running, if it recorded one."""
-    try:
-        return REDIS_URL_FILE.read_text().strip() or None
-    except OSError:
-        return None
+    return _recorded(REDIS_URL_FILE)
 
 
 def record_redis_url(url: str) -> None:
-    REDIS_URL_FILE.parent.mkdir(parents=True, exist_ok=True)
-    partial = REDIS_URL_FILE.with_suffix(".partial")
-    partial.write_text(url + "\n")
-    partial.replace(REDIS_URL_FILE)
+    _record(REDIS_URL_FILE, url)
 
 
 def forget_redis_url(url: str) -> None:
     """Remove the record, unless another ``make run`` has replaced it since."""
-    if recorded_redis_url() == url:
-        REDIS_URL_FILE.unlink(missing_ok=True)
+    _forget(REDIS_URL_FILE, url)
+
+
+def recorded_server_url() -> str | None:
+    """The base URL (``http://host:port``) that ``make run`` serves, while it runs."""
+    return _recorded(SERVER_URL_FILE)
+
+
+def record_server_url(url: str) -> None:
+    _record(SERVER_URL_FILE, url)
+
+
+def forget_server_url(url: str) -> None:
+    _forget(SERVER_URL_FILE, url)
+
+
+def _recorded(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _record(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(value + "\n")
+    partial.replace(path)
+
+
+def _forget(path: Path, value: str) -> None:
+    if _recorded(path) == value:
+        path.unlink(missing_ok=True)

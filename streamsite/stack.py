@@ -4,7 +4,8 @@ Starts a private Redis when REDIS_URL is not set, migrates, loads the demo
 tenant, then runs Daphne and every enabled producer until Ctrl-C, and stops
 everything it started. While it runs, the Redis it uses is recorded in
 ``var/redis/url``, so that ``python manage.py ...`` in another shell of the
-checkout reaches the same Redis (streamsite/checkout.py).
+checkout reaches the same Redis (streamsite/checkout.py); the site's address
+is recorded in ``var/server/url`` the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from streamsite.checkout import apply_development_defaults, forget_redis_url, record_redis_url
+from streamsite.checkout import (
+    apply_development_defaults,
+    forget_redis_url,
+    forget_server_url,
+    record_redis_url,
+    record_server_url,
+)
 from streamsite.redisproc import ensure_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +34,9 @@ def manage(*args: str) -> list[str]:
 
 
 def main() -> int:
+    # Lines as they happen, also into a pipe or a file (`make run | tee run.log`,
+    # a test waiting for the URL): block buffering held them back until exit.
+    sys.stdout.reconfigure(line_buffering=True)
     apply_development_defaults()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     # The pages are served on this port: only they may open sockets with the session.
@@ -76,6 +86,7 @@ def run_service() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     print()
+    record_server_url(f"http://{host}:{port}")
     print(f"Streamsite is running at http://{host}:{port}/")
     print(demo.stdout.strip())
     print("It runs every enabled producer (no need for runproducers); Ctrl-C stops it all.")
@@ -92,6 +103,7 @@ def run_service() -> int:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        forget_server_url(f"http://{host}:{port}")
     print("Stopped.")
     return 0 if stopping else 1
 

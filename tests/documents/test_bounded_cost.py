@@ -99,6 +99,9 @@ def test_replacing_with_many_short_rows_holds_the_packed_rows_not_lists(world, a
         pytest.param(b"h\tk\n" + b'a\t"b\n' * 100_000 + b'x\t"y"\n', id="unmatched-looking"),
         pytest.param(b"h\n" + b"\t" * 999 + b"\n" + b"x\n" * 100_000, id="many tabs"),
         pytest.param(b"h\n" + b"\n".join([b"a"] * 200_000), id="many short lines"),
+        pytest.param(b"h,k\n" + b'1,"b"\n' * 100_000, id="read as CSV"),
+        pytest.param(b"h,k\n" + b",\n" * 200_000, id="CSV rows of empty cells"),
+        pytest.param(b"h\tk\n" + b"\t\n" * 200_000, id="rows of tabs"),
     ],
 )
 def test_packing_a_pathological_file_holds_a_small_multiple_of_it(data):

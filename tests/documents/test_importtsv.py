@@ -101,3 +101,9 @@ def test_without_json_it_says_what_it_did_and_warnings_go_to_stderr(world, tsv):
     out, err = importtsv(tsv(b"a\tb\n1\n"), "--tenant", "acme")
     assert out.startswith("Imported prices version 1: 1 rows, 2 columns.")
     assert "Line 2 had 1 of 2 fields; padded." in err
+
+
+def test_a_comma_separated_file_is_imported_as_csv_and_says_so(world, tsv):
+    out, err = importtsv(tsv(b'name,price\napple,1.5\n"pear, green",2\n'), "--tenant", "acme")
+    assert out.startswith("Imported prices version 1: 2 rows, 2 columns.")
+    assert "read as comma-separated" in err

@@ -166,11 +166,25 @@ def test_trailing_line_break_does_not_add_a_row(quote: str) -> None:
 
 @pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
 def test_blank_and_whitespace_only_body_lines_are_skipped_silently(quote: str) -> None:
-    parsed = parse(f"a\tb\n\n{quote}1{quote}\t2\n  \n\t\n \t \r\n3\t4\n\n\n")
+    parsed = parse(f"a\tb\n\n{quote}1{quote}\t2\n  \n \r\n3\t4\n\n\n")
 
     assert parsed.rows == [["1", "2"], ["3", "4"]]
     assert parsed.padded_lines == []
     assert parsed.warnings == []
+
+
+@pytest.mark.parametrize("quote", ["", '"'], ids=["plain", "quoted"])
+def test_a_line_of_tabs_is_a_row_of_empty_cells(quote: str) -> None:
+    parsed = parse(f"a\tb\tc\n{quote}1{quote}\t2\t3\n\t\t\n \t \t\r\n\t\n4\t5\t6\n")
+
+    assert table(parsed)[1] == [
+        ["1", "2", "3"],
+        ["", "", ""],
+        [" ", " ", ""],
+        ["", "", ""],
+        ["4", "5", "6"],
+    ]
+    assert parsed.padded_lines == [5]
 
 
 def test_quoted_whitespace_is_a_row_not_a_blank_line() -> None:
@@ -344,6 +358,111 @@ def test_error_is_a_value_error_that_survives_pickling() -> None:
     assert (copy.code, copy.line, copy.message) == (error.code, error.line, error.message)
 
 
+# --- Files separated by something else ----------------------------------------
+
+
+def test_comma_separated_file_is_read_as_csv_with_a_warning() -> None:
+    parsed = parse(
+        'name,city,note\nAda,London,"likes ""tea"", a lot"\n\n,,\nBob,"Paris,\nFrance"\n'
+        "Cy,Rome,x\nDi,Oslo,y\nEd,Bern,z\n"
+    )
+
+    assert parsed.delimiter == ","
+    assert table(parsed) == (
+        ["name", "city", "note"],
+        [
+            ["Ada", "London", 'likes "tea", a lot'],
+            ["", "", ""],
+            ["Bob", "Paris,\nFrance", ""],
+            ["Cy", "Rome", "x"],
+            ["Di", "Oslo", "y"],
+            ["Ed", "Bern", "z"],
+        ],
+    )
+    assert parsed.padded_lines == [5]
+    assert "read as comma-separated" in parsed.warnings[0]
+    assert parsed.warnings[1] == "Line 5 had 2 of 3 fields; padded."
+
+
+def test_semicolon_separated_file_with_decimal_commas_is_read_on_semicolons() -> None:
+    parsed = parse("Name;Wert;Anteil\nA;1,5;0,25\nB;2,5;0,75\n")
+
+    assert parsed.delimiter == ";"
+    assert parsed.rows == [["A", "1,5", "0,25"], ["B", "2,5", "0,75"]]
+    assert "read as semicolon-separated" in parsed.warnings[0]
+
+
+@pytest.mark.parametrize("separator, name", [("|", "pipes"), ("^", "carets"), (":", "colons")])
+def test_pipe_caret_and_colon_files_are_one_column_with_a_warning_naming_it(
+    separator: str, name: str
+) -> None:
+    text = "a|b|c\n1|2|3\n4|5|6\n".replace("|", separator)
+
+    parsed = parse(text)
+
+    assert (parsed.delimiter, parsed.columns) == ("\t", [f"a{separator}b{separator}c"])
+    assert parsed.warnings == [
+        f"The file has no tabs; its lines look separated by {name} ({separator!r}) into 3 "
+        "fields, but it was read as tab-separated: one column. "
+        "Save it with tabs between the fields to get one column per field."
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name\taddress\nAda\t12 Main St, London, UK\nBob\t1, rue X, Paris\n",
+        "name\nSmith, John\nDoe, Jane\n",
+        "a,b\nplain line\nanother one\nand a third\nfour\n",
+        "time\n12:30\n13:45\n",
+        "url\nhttps://example.org/a\nhttps://example.org/b\n",
+    ],
+    ids=["commas-in-tsv-cells", "one-column-with-commas", "header-only-looks-csv", "times", "urls"],
+)
+def test_genuine_tsv_files_with_commas_or_colons_in_cells_stay_tsv(text: str) -> None:
+    parsed = parse(text)
+
+    assert parsed.delimiter == "\t"
+    assert parsed.rows == [line.split("\t") for line in text.splitlines()[1:]]
+    assert not any("separated" in warning for warning in parsed.warnings)
+
+
+def test_only_a_sample_is_looked_at_to_choose_the_separator() -> None:
+    # No tab in the first 64 KiB: read as CSV, though a tab comes later (in a cell).
+    text = "a,b\n" + "1,2\n" * 20_000 + "3,x\ty\n"
+
+    parsed = parse(text)
+
+    assert parsed.delimiter == ","
+    assert parsed.rows[-1] == ["3", "x\ty"]
+    # A 2 MB line is cut off at the end of the sample, not read to its end.
+    assert tsv._other_separator("a,b\n1,2\n" + "x," * 1_000_000) == (",", "commas", 2)
+
+
+def test_unmatched_quote_in_a_csv_file_names_the_line_of_its_row() -> None:
+    error = error_of('a,b\n1,2\n3,"never closed\n4,5\n')
+
+    assert (error.code, error.line) == ("unmatched_quote", 3)
+
+
+def test_limits_apply_to_files_read_as_csv() -> None:
+    rows = "a,b\n" + "1,2\n" * 9
+    error = error_of(rows + ",".join("x" * 5) + "\n", max_columns=4)
+    assert (error.code, error.line) == ("too_many_columns", 11)
+    error = error_of(rows + "3," + "x" * 50 + "\n", max_field_chars=40)
+    assert (error.code, error.line) == ("field_too_long", 11)
+
+
+def test_packing_a_csv_file_gives_the_rows_of_parse() -> None:
+    data = ("a,b\n" + "".join(f'{n},"x{n}"\n' for n in range(250))).encode()
+
+    packed = pack_tsv(data, pack=json.dumps, rows_per_pack=100)
+
+    assert (packed.delimiter, packed.row_count, len(packed.packs)) == (",", 250, 3)
+    assert [row for pack in packed.packs for row in json.loads(pack)] == parse_tsv(data).rows
+    assert packed.warnings == parse_tsv(data).warnings
+
+
 # --- Export -------------------------------------------------------------------
 
 
@@ -378,6 +497,7 @@ def test_export_of_a_row_of_empty_cells_reads_back_as_a_row() -> None:
     exported = export_tsv(["a", "b"], [["", ""], [" ", ""], ["1", "2"]])
 
     assert parse(exported).rows == [["", ""], [" ", ""], ["1", "2"]]
+    assert parse(export_tsv(["a"], [[""], [" "], ["1"]])).rows == [[""], [" "], ["1"]]
 
 
 def test_export_accepts_any_iterable_of_rows() -> None:
@@ -386,7 +506,7 @@ def test_export_accepts_any_iterable_of_rows() -> None:
 
 def test_export_pads_short_rows_to_the_columns() -> None:
     assert (
-        export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == 'a\tb\tc\n1\t\t\n2\t3\t\n""\t\t\n'
+        export_tsv(["a", "b", "c"], [["1"], ["2", "3"], [""]]) == "a\tb\tc\n1\t\t\n2\t3\t\n\t\t\n"
     )
 
 
@@ -490,7 +610,7 @@ def reference_split(text: str) -> tuple[list[str], list[list[str]], list[tuple[i
             if not any(name.strip() for name in fields):
                 raise TSVError("empty_header", "empty header", line=1)
             header = fields
-        elif physical and not physical.isspace():
+        elif physical and (not physical.isspace() or "\t" in physical):
             rows.append((row_line, fields))
     assert header is not None
     ragged = [(line, len(fields)) for line, fields in rows if len(fields) != len(header)]

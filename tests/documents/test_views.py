@@ -190,6 +190,23 @@ def test_upload_with_csrf_makes_a_new_version_and_notifies_viewers(
     assert publish.call_args.args[0] == f"document.{acme_document.uuid}"
 
 
+def test_upload_of_a_comma_separated_file_answers_its_warning(world, acme_document):
+    client = signed_in(world.alice, csrf=True)
+    token = client.get(acme_document.get_absolute_url()).cookies["csrftoken"].value
+    with mock.patch("streamsite.hub.publish"):
+        response = client.post(
+            upload_url(acme_document),
+            {"file": tsv_file(b"a,b\n1,2\n3,4\n"), "csrfmiddlewaretoken": token},
+            headers=JSON,
+        )
+    assert response.status_code == 200
+    assert response.json()["row_count"] == 2
+    assert response.json()["warnings"] == [
+        "The file has no tabs and its lines are separated by commas, "
+        "so it was read as comma-separated (CSV), 2 columns."
+    ]
+
+
 @pytest.mark.parametrize(
     "name,reason,line",
     [

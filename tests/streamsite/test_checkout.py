@@ -83,3 +83,14 @@ def test_favicon_ico_leads_to_the_sites_icon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
     assert "<svg" in open(finders.find("favicon.svg")).read()
+
+
+def test_the_server_url_record_is_removed_only_by_the_run_that_wrote_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkout, "SERVER_URL_FILE", tmp_path / "server" / "url")
+    assert checkout.recorded_server_url() is None
+    checkout.record_server_url("http://127.0.0.1:8001")
+    checkout.record_server_url("http://127.0.0.1:8002")  # a second make run took over
+    checkout.forget_server_url("http://127.0.0.1:8001")
+    assert checkout.recorded_server_url() == "http://127.0.0.1:8002"
+    checkout.forget_server_url("http://127.0.0.1:8002")
+    assert checkout.recorded_server_url() is None

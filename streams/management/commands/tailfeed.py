@@ -14,6 +14,7 @@ from streamsite_client import (
 )
 
 from streams.models import Feed
+from streamsite.checkout import recorded_server_url
 
 
 class Command(BaseCommand):
@@ -24,12 +25,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("feed", help="feed UUID")
-        parser.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+        parser.add_argument(
+            "--url",
+            default=None,
+            help="server base URL (default: where `make run` serves in this checkout, "
+            "else http://127.0.0.1:8000)",
+        )
         parser.add_argument("--key", help="share key (default: the feed's own)")
         parser.add_argument("--count", type=int, default=0, help="stop after N samples")
         parser.add_argument("--retry-seconds", type=float, default=3.0)
 
-    def handle(self, *args, feed: str, url: str, key: str | None, **options):
+    def handle(self, *args, feed: str, url: str | None, key: str | None, **options):
+        url = url or recorded_server_url() or "http://127.0.0.1:8000"
         if key is None:
             found = Feed.objects.filter(uuid=feed).values_list("share_key", flat=True).first()
             if not found:

@@ -232,7 +232,7 @@ GOOD: dict[str, tuple[bytes, dict[str, Any]]] = {
         {
             "encoding": "utf-8",
             "columns": ["a", "b"],
-            "rows": [["1", "2"], ["3", "4"]],
+            "rows": [["1", "2"], ["", ""], ["3", "4"]],
             "padded_lines": [],
             "warnings": [],
         },
