@@ -11,6 +11,7 @@ success paths are exercised as well as the refusals.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -124,9 +125,9 @@ def credentials(world, acme_feed) -> Credentials:
     )
 
 
-# Operation ids of docs/openapi.json. The event stream is not among them: it never
-# ends while the feed is watched (tests/e2e/test_feed_resume.py and
-# test_slow_event_stream.py drive it).
+# Operation ids of docs/openapi.json but the event stream, which never ends while
+# the feed is watched (test_the_event_stream_answers_as_described below;
+# tests/e2e/test_feed_resume.py and test_slow_event_stream.py drive it).
 OPERATIONS = [
     item["operationId"]
     for path in json.loads(OPENAPI.read_text())["paths"].values()
@@ -180,6 +181,21 @@ def test_every_answer_is_documented_and_none_is_a_server_error(
     assert successes or not documented & {200}, sorted(set(credentials.answered))
 
 
+def test_the_event_stream_answers_as_described(daphne, api_schema, credentials):
+    operation = api_schema.find_operation_by_id("feedEvents")
+    # Refusals only, as generated for a feed that does not exist: a real one never ends.
+    nowhere = dataclasses.replace(credentials, variants=itertools.cycle([3]), answered=[])
+    fuzz(operation, nowhere, GenerationMode.POSITIVE, 6)
+    assert set(nowhere.answered) == {404}
+    url = f"{daphne.http}/feeds/{credentials.feed_uuid}/events/"
+    with requests.get(url, params={"key": credentials.feed_key}, stream=True, timeout=10) as r:
+        assert r.status_code == 200
+        described = operation.definition.raw["responses"]["200"]["content"]
+        assert r.headers["Content-Type"].split(";")[0] in described
+        lines = r.iter_lines()
+        assert next(lines) == b"retry: 2000"
+
+
 def test_a_multipart_body_without_parts_gets_the_documented_answer(daphne, credentials):
     # Found by schemathesis: Twisted parsed the body before Django and answered a bare
     # 400 (no Content-Type, no body) to this one (streamsite.server.BodyLimitedRequest).
@@ -205,6 +221,7 @@ def test_the_served_description_is_the_checked_in_file(daphne, db):
     assert response.headers["Content-Type"] == "application/json"
     assert response.json() == json.loads(OPENAPI.read_text())
     assert response.json()["openapi"].startswith("3.1")
+    schemathesis.openapi.from_dict(response.json()).validate()  # against OpenAPI's own schema
 
 
 # `GET /api/feeds/<uuid>/samples/`, `POST /documents/<uuid>/upload/[?key=]`: a method and a
