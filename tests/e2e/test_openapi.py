@@ -99,7 +99,7 @@ class Credentials:
         headers["X-CSRFToken"] = CSRF_TOKEN
         cookies = dict(case.cookies or {})
         cookies["csrftoken"] = CSRF_TOKEN
-        if variant in (0, 4):
+        if variant in (0, 3, 4):
             headers.setdefault("Accept", "application/json")
             cookies["sessionid"] = self.session
             if isinstance(case.body, dict) and "tenant" in case.body:
