@@ -35,6 +35,7 @@ from schemathesis.checks import (
 from documents.models import Document
 from documents.services import document_create
 from tests.conftest import ROOT, session_cookie_for
+from tests.security.routes import http_routes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -253,6 +254,15 @@ def test_protocol_and_openapi_describe_the_same_http_routes():
     documented = protocol_routes(PROTOCOL.read_text())
     assert documented - described == set(), "in PROTOCOL.md, not in docs/openapi.json"
     assert described - documented == set(), "in docs/openapi.json, not in PROTOCOL.md"
+
+
+def test_every_api_route_of_the_urlconf_is_described():
+    def template(path: str) -> str:  # the slashless alias of a route is the route
+        return re.sub(r"<[^>]+>|\{[a-z_]+\}", "{uuid}", path).rstrip("/")
+
+    described = {template(path) for path in json.loads(OPENAPI.read_text())["paths"]}
+    api = {template(str(route)) for route in http_routes() if str(route).startswith("/api/")}
+    assert api and api - described == set()
 
 
 def test_the_route_comparison_sees_a_missing_route(tmp_path: Path):
