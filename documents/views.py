@@ -190,6 +190,8 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
     key = request.GET.get("key")
     document = access.document_for_uploader(request.user, document_uuid, key=key)
     if document is None:
+        if _wants_json(request):
+            return _error("not_found", "no such document, or you may not upload to it", 404)
         raise Http404("No such document.")
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():

@@ -228,6 +228,14 @@ class BodyLimitedRequest(WebRequest):
     _received = 0
     _refused = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Twisted parses a POST's multipart or urlencoded body itself before the
+        # application runs (Request.requestReceived), and answers a bare 400 with no
+        # headers to one it cannot read, such as a multipart body without parts (found
+        # by tests/e2e/test_openapi.py). Django parses bodies and Daphne never reads
+        # Twisted's copy, which also cost a second parse of every upload on the event loop.
+        super().__init__(*args, **{**kwargs, "parsePOSTFormSubmission": False})
+
     def gotLength(self, length):  # noqa: N802 (Twisted's name)
         # Twisted calls this once all headers are in, before any of the body. The
         # request line is not on the request yet; the channel holds its target in

@@ -24,6 +24,8 @@ if not SECRET_KEY:
 # With DEBUG on and no ALLOWED_HOSTS, Django accepts localhost, 127.0.0.1 and [::1].
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+# A script that asks for JSON gets the refusal as JSON (docs/openapi.json), a browser the page.
+CSRF_FAILURE_VIEW = "streamsite.views.csrf_failure"
 # The origins (scheme://host[:port]) the site's pages are served from: a WebSocket
 # carries the session only from these (streamsite/security.py). Empty: https://
 # on each of ALLOWED_HOSTS (port 443). `make run` sets it to its own port.

@@ -26,6 +26,7 @@ urlpatterns = [
     path("invitations/", tenant_views.invitation_accept, name="invitation-accept"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
+    path("api/openapi.json", views.openapi_view, name="openapi"),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin's).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("", include("streams.urls")),

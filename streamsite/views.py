@@ -1,9 +1,11 @@
-"""Operations endpoints: health and metrics."""
+"""Operations endpoints: health, metrics, the OpenAPI description; the CSRF refusal."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import json
 
 import redis
 from channels.db import database_sync_to_async
@@ -11,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import csrf
 
 from streams.models import Feed
 from streamsite import metrics
@@ -68,3 +71,25 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     except redis.RedisError:
         return HttpResponse("redis unavailable\n", status=503, content_type="text/plain")
     return HttpResponse(body, content_type="text/plain; version=0.0.4")
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    # Parsed once per process: a broken file fails the first request (and the tests), loudly.
+    path = settings.BASE_DIR / "docs" / "openapi.json"
+    return json.dumps(json.loads(path.read_text(encoding="utf-8"))).encode()
+
+
+def openapi_view(request: HttpRequest) -> HttpResponse:
+    """``/api/openapi.json``: docs/openapi.json, the HTTP API's OpenAPI 3.1 description."""
+    return HttpResponse(_openapi_document(), content_type="application/json")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the JSON error shape for a client that prefers JSON, else Django's page."""
+    if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
+        return JsonResponse(
+            {"type": "error", "error": "forbidden", "message": f"CSRF check failed: {reason}"},
+            status=403,
+        )
+    return csrf.csrf_failure(request, reason=reason)

@@ -260,8 +260,21 @@ def test_followers_and_strangers_cannot_upload(world, acme_document):
             upload_url(acme_document), {"file": tsv_file(numbers_tsv(1))}, headers=JSON
         )
         assert response.status_code == 404
+        # A script asked for JSON: the error shape of docs/openapi.json, not Django's page.
+        assert response.json()["error"] == "not_found"
     follow_key = upload_url(acme_document, acme_document.share_key)
     assert signed_in(None).post(follow_key, {"file": tsv_file(b"a\n")}).status_code == 404
+    assert version_of(acme_document) == 1
+
+
+def test_an_upload_without_its_csrf_token_is_refused_as_json_or_as_a_page(world, acme_document):
+    client = signed_in(world.alice, csrf=True)
+    url = upload_url(acme_document)
+    refused = client.post(url, {"file": tsv_file(numbers_tsv(2))}, headers=JSON)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "forbidden" and "CSRF" in refused.json()["message"]
+    page = client.post(url, {"file": tsv_file(numbers_tsv(2))})
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
     assert version_of(acme_document) == 1
 
 

@@ -38,7 +38,14 @@ HTTP_ROUTES = http_object_routes()
 WEBSOCKET_ROUTES = websocket_object_routes()
 METHODS = ["GET", "POST"]
 # Pages anyone may open; every other page without an object needs an account.
-PUBLIC_PATHS = {"/accounts/login/", "/accounts/logout/", "/healthz", "/metrics", "/favicon.ico"}
+PUBLIC_PATHS = {
+    "/accounts/login/",
+    "/accounts/logout/",
+    "/healthz",
+    "/metrics",
+    "/favicon.ico",
+    "/api/openapi.json",  # the API's description: public, names no object
+}
 ACCOUNT_ROUTES = [r for r in http_routes() if not r.parameters and str(r) not in PUBLIC_PATHS]
 
 cookie_for = database_sync_to_async(session_cookie_for)

@@ -6,6 +6,7 @@ real server drives it, through the factory streamsite.server installs.
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 
@@ -13,6 +14,7 @@ from daphne import server as daphne_server
 from django.conf import settings
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from twisted.web import http
 
 from streamsite.server import BodyLimitedHTTPFactory, BodyLimitedRequest
 
@@ -79,6 +81,24 @@ def test_requests_are_our_class_and_see_the_request_target_while_headers_end():
     assert isinstance(server.connected[0], BodyLimitedRequest)
     # The body was complete, so Daphne went on to create the application.
     assert server.applications and server.applications[0]["path"] == "/accounts/login/"
+
+
+def test_form_bodies_reach_the_application_unparsed_by_twisted():
+    # BodyLimitedRequest turns off Twisted's own parse of POST form bodies, which
+    # answered a multipart body without parts with a bare 400 before Django saw it.
+    assert "parsePOSTFormSubmission" in inspect.signature(http.Request).parameters
+    server, protocol, transport = _channel()
+    body = b"--b--\r\n"
+    protocol.dataReceived(
+        _head(
+            f"/documents/{uuid.uuid4()}/upload/",
+            "Content-Type: multipart/form-data; boundary=b",
+            f"Content-Length: {len(body)}",
+        )
+        + body
+    )
+    assert transport.value() == b""  # nothing answered by Twisted
+    assert server.applications and server.applications[0]["method"] == "POST"
 
 
 def test_declared_length_over_the_route_limit_is_answered_413_before_the_body():
