@@ -31,6 +31,7 @@ from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
 from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError, export_lines
+from streamsite import frames
 from streamsite.slots import Lease
 from tenants import quotas
 from tenants.access import PUBLISH_ROLES, tenants_where
@@ -43,30 +44,25 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
 
-def _error(code: str, message: str, status: int, **extra) -> JsonResponse:
-    return JsonResponse(
-        {"type": "error", "error": code, "message": message, **extra}, status=status
-    )
+def _error(code: frames.ErrorCode, message: str, status: int) -> JsonResponse:
+    return JsonResponse(frames.error(code, message), status=status)
 
 
 def _form_error(form: UploadForm) -> JsonResponse:
     errors = form.errors.as_data()
     file_errors = errors.get("file", [])
     if any(error.code == "too_large" for error in file_errors):
-        return _error("too_large", file_errors[0].messages[0], 413)
+        return _error(frames.ErrorCode.TOO_LARGE, file_errors[0].messages[0], 413)
     first = next(iter(errors.values()))[0]
-    return _error("bad_request", first.messages[0], 400)
+    return _error(frames.ErrorCode.BAD_REQUEST, first.messages[0], 400)
 
 
 def _uploaded(upload: services.DocumentUpload) -> JsonResponse:
     document = upload.document
-    return JsonResponse(
-        {
-            **events.uploaded_frame(document, upload.warnings),
-            "uuid": str(document.uuid),
-            "url": document.get_absolute_url(),
-        }
-    )
+    frame = events.uploaded_frame(document, upload.warnings)
+    frame["uuid"] = str(document.uuid)
+    frame["url"] = document.get_absolute_url()
+    return JsonResponse(frame)
 
 
 @login_required
@@ -99,7 +95,7 @@ def document_list(request: HttpRequest) -> HttpResponse:
                 status = exc.status
             except ParserUnavailable as exc:
                 if _wants_json(request):
-                    return _error("unavailable", str(exc), 503)
+                    return _error(frames.ErrorCode.UNAVAILABLE, str(exc), 503)
                 form.add_error("file", str(exc))
                 status = 503
         elif _wants_json(request):
@@ -219,7 +215,7 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
         return response
     except ParserUnavailable as exc:
         if _wants_json(request):
-            return _error("unavailable", str(exc), 503)
+            return _error(frames.ErrorCode.UNAVAILABLE, str(exc), 503)
         form.add_error("file", str(exc))
         response = _detail(request, document, key=key, upload_form=form)
         response.status_code = 503

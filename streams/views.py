@@ -16,9 +16,9 @@ from streams import access, history, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
-from streamsite import slots
+from streamsite import frames, slots
 from streamsite.control import AccessWatch, Credential, user_now
-from streamsite.frames import encode, error_frame
+from streamsite.frames import ErrorCode, encode, error_frame
 from tenants import quotas
 from tenants.access import tenants_of, tenants_where
 from tenants.models import Role
@@ -105,15 +105,12 @@ def sample_history(request: HttpRequest, feed_uuid) -> HttpResponse:
     key = request.GET.get("key")
     feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
     if feed is None:
-        return JsonResponse(
-            {"type": "error", "error": "not_found", "message": "no such feed"}, status=404
-        )
+        return JsonResponse(frames.error(ErrorCode.NOT_FOUND, "no such feed"), status=404)
     try:
         query = history.parse_history_query(request.GET)
     except history.BadHistoryQuery as exc:
         return JsonResponse(
-            {"type": "error", "error": "bad_param", "param": exc.param, "message": exc.message},
-            status=400,
+            frames.error(ErrorCode.BAD_PARAM, exc.message, param=exc.param), status=400
         )
     rows = _history_rows(feed.pk, since=query.since, through=feed.last_seq, limit=query.limit)
     if query.format == "csv":
@@ -170,31 +167,25 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
     producer = access.producer_for_token(token, feed_uuid)
     if producer is None:
         return JsonResponse(
-            {"type": "error", "error": "forbidden", "message": "missing, wrong or revoked token"},
-            status=403,
+            frames.error(ErrorCode.FORBIDDEN, "missing, wrong or revoked token"), status=403
         )
     if len(request.body) > settings.PUBLISH_MAX_BYTES:
-        return JsonResponse(
-            {"type": "error", "error": "too_large", "message": "the body is too large"},
-            status=413,
-        )
+        return JsonResponse(frames.error(ErrorCode.TOO_LARGE, "the body is too large"), status=413)
     try:
         frame = json.loads(request.body)
         inputs = services.sample_inputs_from_frame(producer.feed.kind, frame)
     except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
-        code = getattr(exc, "code", "bad_json")
+        code = getattr(exc, "code", ErrorCode.BAD_JSON)
         message = getattr(exc, "message", "the body is not valid JSON")
-        return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
+        return JsonResponse(frames.error(code, message), status=400)
     if not quotas.take_samples_sync(producer.tenant, len(inputs)):
         refusal = quotas.samples_refusal(producer.tenant)
         return JsonResponse(refusal.frame(), status=refusal.status)
     try:
         samples = services.samples_append(feed=producer.feed, values=inputs)
     except services.SampleRejected as exc:
-        return JsonResponse(
-            {"type": "error", "error": exc.code, "message": exc.message}, status=400
-        )
-    return JsonResponse({"type": "ack", "seq": samples[-1].seq})
+        return JsonResponse(frames.error(exc.code, exc.message), status=400)
+    return JsonResponse(frames.ack(samples[-1].seq))
 
 
 async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
@@ -250,7 +241,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         end()
 
     async def revoked() -> None:
-        end(f"data: {error_frame('revoked', 'access was revoked')}\n\n")
+        end(f"data: {error_frame(ErrorCode.REVOKED, 'access was revoked')}\n\n")
 
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
 
@@ -298,9 +289,7 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
 
 
 def _too_slow_event(budget: int) -> str:
-    frame = {
-        "type": "error",
-        "error": "too_slow",
-        "message": f"over {budget} bytes unread; reconnect (Last-Event-ID resumes)",
-    }
+    frame = frames.error(
+        ErrorCode.TOO_SLOW, f"over {budget} bytes unread; reconnect (Last-Event-ID resumes)"
+    )
     return f"event: error\ndata: {encode(frame)}\n\n"
