@@ -101,6 +101,18 @@ def document_current_page(document_id: int) -> frames.PageFrame:
     return _shared_page(Document.objects.get(pk=document_id))
 
 
+def document_page_now(document: Document) -> frames.PageFrame:
+    """The shared page of a document row just read (e.g. by documents.access), else read again.
+
+    Saves the page view a second read of the row; a new version committed since
+    the row was read (its chunks gone) falls back to document_current_page.
+    """
+    try:
+        return _shared_page(document)
+    except VersionGone:
+        return document_current_page(document.pk)
+
+
 def _shared_page(document: Document) -> frames.PageFrame:
     # A smaller DOCUMENT_PAGE_SIZE than when the page was set can leave fewer pages.
     last = page_count(document.row_count, page_size())

@@ -118,19 +118,23 @@ def document_list(request: HttpRequest) -> HttpResponse:
 def document_detail(request: HttpRequest, document_uuid) -> HttpResponse:
     """The live document page: members, or anyone with ``?key=<share key>``."""
     key = request.GET.get("key")
-    document = access.document_for_viewer(request.user, document_uuid, key=key)
-    if document is None:
+    found = access.document_access(request.user, document_uuid, key=key)
+    if found is None:
         return not_found_or_sign_in(request, key=key, what="document")
-    return _detail(request, document, key=key, upload_form=UploadForm())
+    return _detail(request, found, key=key, upload_form=UploadForm())
 
 
 def _detail(
-    request: HttpRequest, document: Document, *, key: str | None, upload_form: UploadForm
+    request: HttpRequest,
+    found: access.DocumentAccess,
+    *,
+    key: str | None,
+    upload_form: UploadForm,
 ) -> HttpResponse:
-    page = selectors.document_current_page(document.pk)
-    can_steer = access.document_for_steerer(request.user, document.uuid, key=key) is not None
-    can_upload = access.document_for_uploader(request.user, document.uuid, key=key) is not None
-    can_manage = access.document_for_manager(request.user, document.uuid) is not None
+    """The page, from one access decision (``found``) and one read of the shared page."""
+    document = found.document
+    page = selectors.document_page_now(document)
+    can_steer, can_upload, can_manage = found.can_steer, found.can_upload, found.may.manage
     share_url = None
     if can_manage and document.share_key:
         share_url = request.build_absolute_uri(
@@ -184,14 +188,15 @@ def _filler_spans(missing: int) -> list[int]:
 def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
     """``POST /documents/<uuid>/upload/``: a new version from the multipart field ``file``."""
     key = request.GET.get("key")
-    document = access.document_for_uploader(request.user, document_uuid, key=key)
-    if document is None:
+    found = access.document_access(request.user, document_uuid, key=key)
+    if found is None or not found.can_upload:
         raise Http404("No such document.")
+    document = found.document
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         if _wants_json(request):
             return _form_error(form)
-        return _detail(request, document, key=key, upload_form=form)
+        return _detail(request, found, key=key, upload_form=form)
     try:
         data = form.cleaned_data["file"].read()
         with quotas.upload_slot(document.tenant):
@@ -205,19 +210,19 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse(events.invalid_tsv_frame(exc), status=400)
         form.add_error("file", exc.message)
-        return _detail(request, document, key=key, upload_form=form)
+        return _detail(request, found, key=key, upload_form=form)
     except quotas.QuotaExceeded as exc:
         if _wants_json(request):
             return JsonResponse(exc.frame(), status=exc.status)
         form.add_error("file", exc.message)
-        response = _detail(request, document, key=key, upload_form=form)
+        response = _detail(request, found, key=key, upload_form=form)
         response.status_code = exc.status
         return response
     except ParserUnavailable as exc:
         if _wants_json(request):
             return _error(frames.ErrorCode.UNAVAILABLE, str(exc), 503)
         form.add_error("file", str(exc))
-        response = _detail(request, document, key=key, upload_form=form)
+        response = _detail(request, found, key=key, upload_form=form)
         response.status_code = 503
         return response
     if _wants_json(request):

@@ -17,7 +17,7 @@ from streams.consumers import viewer_details
 from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
 from streamsite import frames, slots
-from streamsite.control import AccessWatch, Credential, user_now
+from streamsite.control import AccessWatch, Admission, Credential, user_now
 from streamsite.frames import ErrorCode, encode, error_frame
 from tenants import quotas
 from tenants.access import tenants_of, tenants_where
@@ -54,13 +54,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
     """The live feed page: members, or anyone with ``?key=<share key>``."""
     key = request.GET.get("key")
-    feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
-    if feed is None:
+    found = access.feed_access(request.user, feed_uuid, key=key)
+    if found is None:
         return not_found_or_sign_in(request, key=key, what="feed")
+    feed, can_manage = found.feed, found.may.manage
     recent = [
         sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
     ]
-    can_manage = access.feed_for_manager(request.user, feed.uuid) is not None
     share_url = None
     if can_manage and feed.share_key:
         share_url = request.build_absolute_uri(f"{feed.get_absolute_url()}?key={feed.share_key}")
@@ -209,6 +209,33 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         )
     except slots.Refused as refused:
         return JsonResponse(slots.too_many_connections(refused), status=429)
+    session_key = request.session.session_key
+
+    async def still_allowed() -> bool:
+        now = await user_now(session_key, user)
+        return (
+            await database_sync_to_async(access.feed_for_viewer)(now, feed_uuid, key=key)
+            is not None
+        )
+
+    async def revoked() -> None:
+        end(f"data: {error_frame(ErrorCode.REVOKED, 'access was revoked')}\n\n")
+
+    watch = AccessWatch(
+        feed.tenant.uuid,
+        Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
+        still_allowed=still_allowed,
+        revoke=revoked,
+    )
+    # The same admission as a WebSocket's (AccessWatch.admit): joined, then checked again.
+    admission = await watch.enter()
+    if admission is not Admission.ADMITTED:
+        await lease.release()
+        if admission is Admission.REFUSED:
+            raise Http404("No such feed.")
+        return JsonResponse(
+            frames.error(ErrorCode.UNAVAILABLE, "live events are unavailable; retry"), status=503
+        )
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     since = parse_since(resume) if resume else None
     backlog: asyncio.Queue[str | None] = asyncio.Queue()
@@ -240,32 +267,12 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     async def failed() -> None:
         end()
 
-    async def revoked() -> None:
-        end(f"data: {error_frame(ErrorCode.REVOKED, 'access was revoked')}\n\n")
-
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
-
-    session_key = request.session.session_key
-
-    async def still_allowed() -> bool:
-        now = await user_now(session_key, user)
-        return (
-            await database_sync_to_async(access.feed_for_viewer)(now, feed_uuid, key=key)
-            is not None
-        )
-
-    watch = AccessWatch(
-        feed.tenant.uuid,
-        Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
-        still_allowed=still_allowed,
-        revoke=revoked,
-    )
 
     async def stream():
         nonlocal queued
         try:
             yield "retry: 2000\n\n"
-            await watch.start()
             await viewer.start(since)
             while True:
                 try:

@@ -140,7 +140,7 @@ Frame = (
 )
 
 # Every frame type by its ``type``: the catalogue the docs test compares with PROTOCOL.md.
-FRAMES: dict[str, type] = {
+FRAMES: dict[str, Any] = {
     get_args(get_type_hints(cls)["type"])[0]: cls
     for cls in (
         HelloFrame,
@@ -223,7 +223,7 @@ def uploaded(*, version: int, row_count: int, warnings: list[str]) -> UploadedFr
 
 
 def error(
-    code: ErrorCode,
+    code: ErrorCode | str,
     message: str,
     *,
     limit: str | None = None,
@@ -231,7 +231,10 @@ def error(
     line: int | None = None,
     param: str | None = None,
 ) -> ErrorFrame:
-    """An error frame; ``limit``, ``reason``/``line`` and ``param`` only for the codes that carry them."""
+    """An error frame; ``limit``, ``reason``/``line`` and ``param`` only for the codes that carry them.
+
+    ``code`` must be an ErrorCode (or its value): an unknown one is a bug, ValueError.
+    """
     frame = ErrorFrame(type="error", error=ErrorCode(code).value, message=message)
     if limit is not None:
         frame["limit"] = limit
@@ -243,7 +246,7 @@ def error(
     return frame
 
 
-def error_frame(code: ErrorCode, message: str, **extra: Any) -> str:
+def error_frame(code: ErrorCode | str, message: str, **extra: Any) -> str:
     """``error(...)``, encoded: what a consumer sends."""
     return encode(error(code, message, **extra))
 
