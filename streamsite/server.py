@@ -128,6 +128,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     send_buffer_bytes = 128 * 1024
     _too_slow = False
     _reading_paused = False
+    _sock: socket.socket | None = None
 
     def onConnect(self, request):  # noqa: N802 (autobahn's name)
         # Fail a connection with a close frame naming the reason (1007 invalid
@@ -181,7 +182,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         limits = getattr(getattr(self.factory, "server_class", None), "limits", None)
         if limits is not None:
             self.max_pending_bytes, self.max_unread_bytes = limits
-        sock = _socket_of(self.transport)
+        # The socket, once (ITCPTransport.getHandle): the fast path writes to it.
+        self._sock = sock = _socket_of(self.transport)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
@@ -224,7 +226,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if self.state != self.STATE_OPEN or not self._keeping_up():
             return False
         transport = self.transport
-        sock = _socket_of(transport)
+        sock = self._sock
         sent = 0
         if sock is not None and pending_bytes(transport) == 0 and not transport.disconnecting:
             # Nothing queued: write now, as Tornado does, instead of Twisted's
