@@ -233,8 +233,12 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         await lease.release()
         if admission is Admission.REFUSED:
             raise Http404("No such feed.")
-        return JsonResponse(
-            frames.error(ErrorCode.UNAVAILABLE, "live events are unavailable; retry"), status=503
+        # As a socket is accepted to be told why (1011): a 200 stream that says so
+        # and ends, which an EventSource retries (it gives up for good on a 503).
+        return StreamingHttpResponse(
+            _unavailable_events(),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     since = parse_since(resume) if resume else None
@@ -293,6 +297,11 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _unavailable_events() -> AsyncIterator[str]:
+    unavailable = error_frame(ErrorCode.UNAVAILABLE, "live events are unavailable; retry")
+    yield f"retry: 2000\n\nevent: error\ndata: {unavailable}\n\n"
 
 
 def _too_slow_event(budget: int) -> str:
