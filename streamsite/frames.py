@@ -92,8 +92,13 @@ class PresenceFrame(TypedDict):
 class AckFrame(TypedDict):
     type: Literal["ack"]
     seq: int
-    # True when the frame's id was stored before: acked again, nothing stored twice.
+    # Exactly-once publishing (PROTOCOL.md): only when some of the frame's values
+    # carried ids stored before. True: all of them were; nothing was stored twice.
     duplicate: NotRequired[bool]
+    # A ``values`` frame with duplicates: each value's seq, in frame order, and
+    # the indexes of the values that were duplicates.
+    seqs: NotRequired[list[int]]
+    duplicates: NotRequired[list[int]]
 
 
 class PageFrame(TypedDict):
@@ -187,10 +192,21 @@ def presence(watching: int) -> PresenceFrame:
     return PresenceFrame(type="presence", watching=watching)
 
 
-def ack(seq: int, *, duplicate: bool = False) -> AckFrame:
+def ack(
+    seq: int,
+    *,
+    duplicate: bool | None = None,
+    seqs: list[int] | None = None,
+    duplicates: list[int] | None = None,
+) -> AckFrame:
+    """An ack; ``duplicate``, ``seqs`` and ``duplicates`` only when given (not None)."""
     frame = AckFrame(type="ack", seq=seq)
-    if duplicate:
-        frame["duplicate"] = True
+    if duplicate is not None:
+        frame["duplicate"] = duplicate
+    if seqs is not None:
+        frame["seqs"] = seqs
+    if duplicates is not None:
+        frame["duplicates"] = duplicates
     return frame
 
 

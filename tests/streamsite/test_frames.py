@@ -86,6 +86,7 @@ def test_builders_give_frames_that_check():
         frames.presence(2),
         frames.ack(4),
         frames.ack(4, duplicate=True),
+        frames.ack(4, duplicate=False, seqs=[3, 2, 4], duplicates=[1]),
         frames.page(
             page_no=1,
             page_size=100,
@@ -103,7 +104,7 @@ def test_builders_give_frames_that_check():
     ]
     for frame in built:
         assert frames.check(json.loads(frames.encode(frame))) == frame
-    assert frames.ack(4) == {"type": "ack", "seq": 4}  # duplicate only when true
+    assert frames.ack(4) == {"type": "ack", "seq": 4}  # the optional fields only when given
 
 
 def test_check_refuses_a_frame_with_a_missing_or_unknown_field_or_code():
