@@ -18,22 +18,54 @@ and only if the owner listed that origin.
 from __future__ import annotations
 
 import uuid as uuid_module
-
-from django.core.exceptions import ValidationError
+from dataclasses import dataclass
 
 from documents.models import Document
-from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, role_in, share_key_opens
+from tenants.access import Capabilities, get_or_none, with_caller_role
 
 
-def _document(document_uuid: uuid_module.UUID | str) -> Document | None:
-    try:
-        return Document.objects.select_related("tenant").get(uuid=document_uuid)
-    except (Document.DoesNotExist, ValueError, ValidationError):
+@dataclass(frozen=True, slots=True)
+class DocumentAccess:
+    """A document and everything the caller may do with it (one query).
+
+    ``may.view``: follow and export; ``may.publish``: steer and upload;
+    ``may.manage``: share settings.
+    """
+
+    document: Document
+    may: Capabilities
+
+    @property
+    def can_steer(self) -> bool:
+        return self.may.publish
+
+    @property
+    def can_upload(self) -> bool:
+        # The same people as for steering, today; one place to let them diverge.
+        return self.may.publish
+
+
+def document_access(
+    user,
+    document_uuid: uuid_module.UUID | str,
+    *,
+    key: str | None = None,
+    foreign_origin: str | None = None,
+) -> DocumentAccess | None:
+    """The document and the caller's capabilities, or None if the caller may not follow it."""
+    document = get_or_none(
+        with_caller_role(Document.objects.select_related("tenant"), user), uuid=document_uuid
+    )
+    if document is None:
         return None
-
-
-def _member_may(user, document: Document, roles: frozenset, foreign_origin: str | None) -> bool:
-    return not foreign_origin and role_in(user, document.tenant_id) in roles
+    may = Capabilities.decide(
+        document,
+        getattr(document, "caller_role", None),  # with_caller_role
+        key=key,
+        foreign_origin=foreign_origin,
+        key_may_publish=document.share_can_steer,
+    )
+    return DocumentAccess(document, may) if may.view else None
 
 
 def document_for_viewer(
@@ -44,14 +76,8 @@ def document_for_viewer(
     foreign_origin: str | None = None,
 ) -> Document | None:
     """The document if the user may follow it: a member, or the holder of its share key."""
-    document = _document(document_uuid)
-    if document is None:
-        return None
-    if _member_may(user, document, VIEW_ROLES, foreign_origin):
-        return document
-    if share_key_opens(document, key, foreign_origin):
-        return document
-    return None
+    found = document_access(user, document_uuid, key=key, foreign_origin=foreign_origin)
+    return found.document if found is not None else None
 
 
 def document_for_steerer(
@@ -62,14 +88,8 @@ def document_for_steerer(
     foreign_origin: str | None = None,
 ) -> Document | None:
     """The document if the user may turn its shared page."""
-    document = _document(document_uuid)
-    if document is None:
-        return None
-    if _member_may(user, document, PUBLISH_ROLES, foreign_origin):
-        return document
-    if document.share_can_steer and share_key_opens(document, key, foreign_origin):
-        return document
-    return None
+    found = document_access(user, document_uuid, key=key, foreign_origin=foreign_origin)
+    return found.document if found is not None and found.can_steer else None
 
 
 def document_for_uploader(
@@ -79,17 +99,12 @@ def document_for_uploader(
     key: str | None = None,
     foreign_origin: str | None = None,
 ) -> Document | None:
-    """The document if the user may upload a new version of it.
-
-    The same people as for steering, today; a separate helper so that callers
-    say which capability they check, and the two can diverge in one place.
-    """
-    return document_for_steerer(user, document_uuid, key=key, foreign_origin=foreign_origin)
+    """The document if the user may upload a new version of it."""
+    found = document_access(user, document_uuid, key=key, foreign_origin=foreign_origin)
+    return found.document if found is not None and found.can_upload else None
 
 
 def document_for_manager(user, document_uuid: uuid_module.UUID | str) -> Document | None:
     """The document if the user may change how it is shared (owners; never by key)."""
-    document = _document(document_uuid)
-    if document is not None and role_in(user, document.tenant_id) in MANAGE_ROLES:
-        return document
-    return None
+    found = document_access(user, document_uuid)
+    return found.document if found is not None and found.may.manage else None

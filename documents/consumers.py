@@ -16,8 +16,9 @@ from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError
 from streams.consumers import viewer_details
 from streamsite.control import AccessWatch, Credential, session_key_of, user_now
+from streamsite.frames import ErrorCode, encode, error_frame
 from streamsite.hub import Hub, Item
-from streamsite.live import LiveConsumer, encode, error_frame
+from streamsite.live import LiveConsumer
 from streamsite.presence import Presence, presence_frame
 from tenants import quotas
 
@@ -174,33 +175,38 @@ class DocumentConsumer(LiveConsumer):
     async def _request(self, text: str) -> None:
         if len(text) > MAX_TEXT_FRAME:
             await self.send_text(
-                error_frame("too_large", f"a text frame is at most {MAX_TEXT_FRAME} characters")
+                error_frame(
+                    ErrorCode.TOO_LARGE, f"a text frame is at most {MAX_TEXT_FRAME} characters"
+                )
             )
             return
         try:
             frame = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            await self.send_text(error_frame("bad_json", "the frame is not valid JSON"))
+            await self.send_text(error_frame(ErrorCode.BAD_JSON, "the frame is not valid JSON"))
             return
         if isinstance(frame, int) and not isinstance(frame, bool):
-            frame = {"type": "page", "page_no": frame}  # a bare page number, as the write-ups send
-        if not isinstance(frame, dict) or frame.get("type") != "page":
-            await self.send_text(error_frame("bad_frame", 'send {"type": "page", "page_no": n}'))
+            page_no: Any = frame  # a bare page number, as the write-ups send
+        elif isinstance(frame, dict) and frame.get("type") == "page":
+            page_no = frame.get("page_no")
+        else:
+            await self.send_text(
+                error_frame(ErrorCode.BAD_FRAME, 'send {"type": "page", "page_no": n}')
+            )
             return
-        page_no = frame.get("page_no")
         if isinstance(page_no, bool) or not isinstance(page_no, int):
-            await self.send_text(error_frame("bad_frame", "page_no must be a whole number"))
+            await self.send_text(error_frame(ErrorCode.BAD_FRAME, "page_no must be a whole number"))
             return
         document = await _steerer_document(
             self.scope.get("user"), self.document.uuid, **self._credentials()
         )
         if document is None:
-            await self.send_text(error_frame("forbidden", "you may follow, not turn pages"))
+            await self.send_text(error_frame(ErrorCode.FORBIDDEN, "you may follow, not turn pages"))
             return
         try:
             page = await _page_set(document=document, page_no=page_no)
         except selectors.PageOutOfRange as exc:
-            await self.send_text(error_frame("out_of_range", str(exc)))
+            await self.send_text(error_frame(ErrorCode.OUT_OF_RANGE, str(exc)))
             return
         await self._offer(page["state"], encode(page))
 
@@ -208,12 +214,14 @@ class DocumentConsumer(LiveConsumer):
         user = self.scope.get("user")
         document = await _uploader_document(user, self.document.uuid, **self._credentials())
         if document is None:
-            await self.send_text(error_frame("forbidden", "you may follow, not upload"))
+            await self.send_text(error_frame(ErrorCode.FORBIDDEN, "you may follow, not upload"))
             return
         limit = settings.DOCUMENT_MAX_BYTES
         if len(data) > limit:
             await self.send_text(
-                error_frame("too_large", f"the file is {len(data):,} bytes; at most {limit:,}")
+                error_frame(
+                    ErrorCode.TOO_LARGE, f"the file is {len(data):,} bytes; at most {limit:,}"
+                )
             )
             return
         try:
@@ -229,7 +237,7 @@ class DocumentConsumer(LiveConsumer):
             await self.send_text(encode(exc.frame()))
             return
         except ParserUnavailable as exc:
-            await self.send_text(error_frame("unavailable", str(exc)))
+            await self.send_text(error_frame(ErrorCode.UNAVAILABLE, str(exc)))
             return
         await self._offer(upload.frame["state"], encode(upload.frame))
         await self.send_text(encode(events.uploaded_frame(upload.document, upload.warnings)))

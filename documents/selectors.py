@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 
 from documents import events
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
+from streamsite import frames
 
 # A reader that raced a new version (its chunks were deleted between reading
 # the document row and reading them) simply reads again; more than a few
@@ -65,7 +66,7 @@ def document_rows(document: Document, start: int, stop: int) -> list[list[str]]:
     return rows[start - offset : stop - offset]
 
 
-def document_page(document: Document, page_no: int) -> events.PageFrame:
+def document_page(document: Document, page_no: int) -> frames.PageFrame:
     """Page ``page_no`` (1-based) of the document as given (version, row count, state).
 
     Raises PageOutOfRange, or VersionGone when the instance is stale; callers
@@ -85,7 +86,7 @@ def document_page(document: Document, page_no: int) -> events.PageFrame:
     )
 
 
-def document_current_page(document_id: int) -> events.PageFrame:
+def document_current_page(document_id: int) -> frames.PageFrame:
     """The shared page as it is now, read fresh from the database.
 
     The document row and its chunks are two statements; if a new version
@@ -100,7 +101,19 @@ def document_current_page(document_id: int) -> events.PageFrame:
     return _shared_page(Document.objects.get(pk=document_id))
 
 
-def _shared_page(document: Document) -> events.PageFrame:
+def document_page_now(document: Document) -> frames.PageFrame:
+    """The shared page of a document row just read (e.g. by documents.access), else read again.
+
+    Saves the page view a second read of the row; a new version committed since
+    the row was read (its chunks gone) falls back to document_current_page.
+    """
+    try:
+        return _shared_page(document)
+    except VersionGone:
+        return document_current_page(document.pk)
+
+
+def _shared_page(document: Document) -> frames.PageFrame:
     # A smaller DOCUMENT_PAGE_SIZE than when the page was set can leave fewer pages.
     last = page_count(document.row_count, page_size())
     return document_page(document, min(document.current_page, last))

@@ -24,6 +24,7 @@ from documents import events, selectors
 from documents.models import ROWS_PER_CHUNK, Document, DocumentChunk
 from documents.parsing import pack_upload
 from documents.tsv import PackedTSV, TSVLimits
+from streamsite import frames
 from streamsite.control import access_changed
 from tenants import quotas
 from tenants.models import Tenant
@@ -39,7 +40,7 @@ class DocumentUpload:
     """The document after an upload, the page everyone now sees, and what was changed."""
 
     document: Document
-    frame: events.PageFrame
+    frame: frames.PageFrame
     warnings: list[str]
 
 
@@ -134,7 +135,7 @@ def document_replace(
     return DocumentUpload(locked, frame, parsed.warnings)
 
 
-def document_page_set(*, document: Document, page_no: int) -> events.PageFrame:
+def document_page_set(*, document: Document, page_no: int) -> frames.PageFrame:
     """Move every viewer of the document to page ``page_no`` (1-based) of its current version.
 
     Raises ``selectors.PageOutOfRange`` (nothing changes) when the current
@@ -227,7 +228,7 @@ def _insert_chunks(document: Document, parsed: PackedTSV) -> None:
         )
 
 
-def _first_page(document: Document, parsed: PackedTSV) -> events.PageFrame:
+def _first_page(document: Document, parsed: PackedTSV) -> frames.PageFrame:
     # Built from the parsed chunks: no need to read back what was just written.
     size = selectors.page_size()
     rows: list[list[str]] = []

@@ -31,6 +31,7 @@ from documents.forms import DocumentCreateForm, ShareForm, UploadForm
 from documents.models import Document
 from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError, export_lines
+from streamsite import frames
 from streamsite.slots import Lease
 from tenants import quotas
 from tenants.access import PUBLISH_ROLES, tenants_where
@@ -43,30 +44,25 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
 
-def _error(code: str, message: str, status: int, **extra) -> JsonResponse:
-    return JsonResponse(
-        {"type": "error", "error": code, "message": message, **extra}, status=status
-    )
+def _error(code: frames.ErrorCode, message: str, status: int) -> JsonResponse:
+    return JsonResponse(frames.error(code, message), status=status)
 
 
 def _form_error(form: UploadForm) -> JsonResponse:
     errors = form.errors.as_data()
     file_errors = errors.get("file", [])
     if any(error.code == "too_large" for error in file_errors):
-        return _error("too_large", file_errors[0].messages[0], 413)
+        return _error(frames.ErrorCode.TOO_LARGE, file_errors[0].messages[0], 413)
     first = next(iter(errors.values()))[0]
-    return _error("bad_request", first.messages[0], 400)
+    return _error(frames.ErrorCode.BAD_REQUEST, first.messages[0], 400)
 
 
 def _uploaded(upload: services.DocumentUpload) -> JsonResponse:
     document = upload.document
-    return JsonResponse(
-        {
-            **events.uploaded_frame(document, upload.warnings),
-            "uuid": str(document.uuid),
-            "url": document.get_absolute_url(),
-        }
-    )
+    frame = events.uploaded_frame(document, upload.warnings)
+    frame["uuid"] = str(document.uuid)
+    frame["url"] = document.get_absolute_url()
+    return JsonResponse(frame)
 
 
 @login_required
@@ -99,7 +95,7 @@ def document_list(request: HttpRequest) -> HttpResponse:
                 status = exc.status
             except ParserUnavailable as exc:
                 if _wants_json(request):
-                    return _error("unavailable", str(exc), 503)
+                    return _error(frames.ErrorCode.UNAVAILABLE, str(exc), 503)
                 form.add_error("file", str(exc))
                 status = 503
         elif _wants_json(request):
@@ -122,19 +118,23 @@ def document_list(request: HttpRequest) -> HttpResponse:
 def document_detail(request: HttpRequest, document_uuid) -> HttpResponse:
     """The live document page: members, or anyone with ``?key=<share key>``."""
     key = request.GET.get("key")
-    document = access.document_for_viewer(request.user, document_uuid, key=key)
-    if document is None:
+    found = access.document_access(request.user, document_uuid, key=key)
+    if found is None:
         return not_found_or_sign_in(request, key=key, what="document")
-    return _detail(request, document, key=key, upload_form=UploadForm())
+    return _detail(request, found, key=key, upload_form=UploadForm())
 
 
 def _detail(
-    request: HttpRequest, document: Document, *, key: str | None, upload_form: UploadForm
+    request: HttpRequest,
+    found: access.DocumentAccess,
+    *,
+    key: str | None,
+    upload_form: UploadForm,
 ) -> HttpResponse:
-    page = selectors.document_current_page(document.pk)
-    can_steer = access.document_for_steerer(request.user, document.uuid, key=key) is not None
-    can_upload = access.document_for_uploader(request.user, document.uuid, key=key) is not None
-    can_manage = access.document_for_manager(request.user, document.uuid) is not None
+    """The page, from one access decision (``found``) and one read of the shared page."""
+    document = found.document
+    page = selectors.document_page_now(document)
+    can_steer, can_upload, can_manage = found.can_steer, found.can_upload, found.may.manage
     share_url = None
     if can_manage and document.share_key:
         share_url = request.build_absolute_uri(
@@ -188,16 +188,19 @@ def _filler_spans(missing: int) -> list[int]:
 def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
     """``POST /documents/<uuid>/upload/``: a new version from the multipart field ``file``."""
     key = request.GET.get("key")
-    document = access.document_for_uploader(request.user, document_uuid, key=key)
-    if document is None:
+    found = access.document_access(request.user, document_uuid, key=key)
+    if found is None or not found.can_upload:
         if _wants_json(request):
-            return _error("not_found", "no such document, or you may not upload to it", 404)
+            return _error(
+                frames.ErrorCode.NOT_FOUND, "no such document, or you may not upload to it", 404
+            )
         raise Http404("No such document.")
+    document = found.document
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         if _wants_json(request):
             return _form_error(form)
-        return _detail(request, document, key=key, upload_form=form)
+        return _detail(request, found, key=key, upload_form=form)
     try:
         data = form.cleaned_data["file"].read()
         with quotas.upload_slot(document.tenant):
@@ -211,19 +214,19 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse(events.invalid_tsv_frame(exc), status=400)
         form.add_error("file", exc.message)
-        return _detail(request, document, key=key, upload_form=form)
+        return _detail(request, found, key=key, upload_form=form)
     except quotas.QuotaExceeded as exc:
         if _wants_json(request):
             return JsonResponse(exc.frame(), status=exc.status)
         form.add_error("file", exc.message)
-        response = _detail(request, document, key=key, upload_form=form)
+        response = _detail(request, found, key=key, upload_form=form)
         response.status_code = exc.status
         return response
     except ParserUnavailable as exc:
         if _wants_json(request):
-            return _error("unavailable", str(exc), 503)
+            return _error(frames.ErrorCode.UNAVAILABLE, str(exc), 503)
         form.add_error("file", str(exc))
-        response = _detail(request, document, key=key, upload_form=form)
+        response = _detail(request, found, key=key, upload_form=form)
         response.status_code = 503
         return response
     if _wants_json(request):

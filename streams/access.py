@@ -8,50 +8,58 @@ UUID: HTTP turns None into 404, WebSockets into a refused handshake.
 from __future__ import annotations
 
 import uuid as uuid_module
+from dataclasses import dataclass
 
 from django.utils import timezone
 
 from streams.models import Feed, Producer
-from tenants.access import MANAGE_ROLES, PUBLISH_ROLES, VIEW_ROLES, role_in, share_key_opens
+from tenants.access import Capabilities, get_or_none, with_caller_role
 
 
-def _feed(feed_uuid: uuid_module.UUID | str) -> Feed | None:
-    try:
-        return Feed.objects.select_related("tenant").get(uuid=feed_uuid)
-    except (Feed.DoesNotExist, ValueError):
+@dataclass(frozen=True, slots=True)
+class FeedAccess:
+    """A feed and everything the caller may do with it (one query)."""
+
+    feed: Feed
+    may: Capabilities
+
+
+def feed_access(
+    user, feed_uuid: uuid_module.UUID | str, *, key: str | None = None, foreign_origin=None
+) -> FeedAccess | None:
+    """The feed and the caller's capabilities, or None if the caller may not even view it.
+
+    Members of the feed's tenant view it (editors and owners also publish, owners
+    manage); a share key lets anyone view it, from a foreign page (the Origin of a
+    cross-site WebSocket, see streamsite.security) only if its owner listed that site.
+    """
+    feed = get_or_none(
+        with_caller_role(Feed.objects.select_related("tenant"), user), uuid=feed_uuid
+    )
+    if feed is None:
         return None
+    may = Capabilities.decide(
+        feed, getattr(feed, "caller_role", None), key=key, foreign_origin=foreign_origin
+    )
+    return FeedAccess(feed, may) if may.view else None
 
 
 def feed_for_viewer(
     user, feed_uuid: uuid_module.UUID | str, *, key: str | None = None, foreign_origin=None
 ) -> Feed | None:
-    """The feed if the user is a member of its tenant, or holds its share key.
-
-    ``foreign_origin`` is the Origin of a cross-site WebSocket (see
-    streamsite.security): such a page may only use a share key its owner allowed.
-    """
-    feed = _feed(feed_uuid)
-    if feed is None:
-        return None
-    if not foreign_origin and role_in(user, feed.tenant_id) in VIEW_ROLES:
-        return feed
-    if share_key_opens(feed, key, foreign_origin):
-        return feed
-    return None
+    """The feed if the user is a member of its tenant, or holds its share key."""
+    found = feed_access(user, feed_uuid, key=key, foreign_origin=foreign_origin)
+    return found.feed if found is not None else None
 
 
 def feed_for_publisher(user, feed_uuid: uuid_module.UUID | str) -> Feed | None:
-    feed = _feed(feed_uuid)
-    if feed is not None and role_in(user, feed.tenant_id) in PUBLISH_ROLES:
-        return feed
-    return None
+    found = feed_access(user, feed_uuid)
+    return found.feed if found is not None and found.may.publish else None
 
 
 def feed_for_manager(user, feed_uuid: uuid_module.UUID | str) -> Feed | None:
-    feed = _feed(feed_uuid)
-    if feed is not None and role_in(user, feed.tenant_id) in MANAGE_ROLES:
-        return feed
-    return None
+    found = feed_access(user, feed_uuid)
+    return found.feed if found is not None and found.may.manage else None
 
 
 def producer_for_token(token: str | None, feed_uuid: uuid_module.UUID | str) -> Producer | None:

@@ -18,7 +18,8 @@ from streams.models import Producer
 from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
 from streamsite.control import AccessWatch, Credential, session_key_of, user_now
-from streamsite.live import LiveConsumer, encode, error_frame
+from streamsite.frames import Close, ErrorCode, encode, error_frame
+from streamsite.live import LiveConsumer
 from tenants import quotas
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ class FeedViewerConsumer(LiveConsumer):
         since_raw = self.query_param("since")
         since = parse_since(since_raw) if since_raw is not None else None
         if since_raw is not None and since is None:
-            await self.send_text(error_frame("bad_frame", "since must be a whole number"))
-            await self.close(code=4400)
+            await self.send_text(error_frame(ErrorCode.BAD_FRAME, "since must be a whole number"))
+            await self.close(code=Close.BAD_QUERY)
             return
         self._plain = self.query_param("format") == "plain"
         self.viewer = FeedViewer(
@@ -108,7 +109,7 @@ class FeedViewerConsumer(LiveConsumer):
         await self.base_send({"type": "websocket.send", "text": text})
 
     async def _failed(self) -> None:
-        await self.close(code=1011)
+        await self.close(code=Close.UNAVAILABLE)
 
     async def disconnect(self, code: int) -> None:
         if self.watch is not None:
@@ -173,7 +174,7 @@ class FeedPublishConsumer(LiveConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if len(self._queue) >= MAX_UNACKED_FRAMES or self._queued_samples >= MAX_UNACKED_SAMPLES:
-            await self.close(code=1013)
+            await self.close(code=Close.TRY_AGAIN_LATER)
             return
         kind, payload = self._parse(text_data)
         if kind == "values":
@@ -183,11 +184,11 @@ class FeedPublishConsumer(LiveConsumer):
 
     def _parse(self, text: str | None) -> tuple[str, Any]:
         if text is None:
-            return "error", error_frame("bad_frame", "send JSON text frames, not binary")
+            return "error", error_frame(ErrorCode.BAD_FRAME, "send JSON text frames, not binary")
         try:
             frame = json.loads(text)
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            return "error", error_frame("bad_json", "the frame is not valid JSON")
+            return "error", error_frame(ErrorCode.BAD_JSON, "the frame is not valid JSON")
         try:
             return "values", services.publish_frame_parse(self.producer.feed.kind, frame)
         except services.SampleRejected as exc:
@@ -256,6 +257,8 @@ class FeedPublishConsumer(LiveConsumer):
             if isinstance(outcome, services.SampleRejected):
                 await self.send_text(encode(outcome.frame()))
             elif isinstance(outcome, BaseException):
-                await self.send_text(error_frame("unavailable", "not stored; send it again"))
+                await self.send_text(
+                    error_frame(ErrorCode.UNAVAILABLE, "not stored; send it again")
+                )
             else:
                 await self.send_text(encode(outcome.ack(values_frame=frame.is_values)))

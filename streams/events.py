@@ -11,34 +11,20 @@ import json
 import threading
 import uuid as uuid_module
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 from django.db import transaction
 
 from streams.models import Feed, FeedKind, Sample
-from streamsite import hub, metrics
+from streamsite import frames, hub, metrics
 
 
-class SampleFrame(TypedDict):
-    type: Literal["sample"]
-    seq: int
-    value: float | int
-    ts: float
-    stats: dict[str, Any]
+class FeedState(TypedDict):
+    """A feed as its ``hello`` shows it, before the viewer count is added (frames.hello)."""
 
-
-class HelloFrame(TypedDict):
-    type: Literal["hello"]
-    feed: dict[str, str]
+    feed: frames.FeedInfo
     last_seq: int
     stats: dict[str, Any]
-
-
-class ResyncFrame(TypedDict):
-    type: Literal["resync"]
-    reason: str
-    since: int
-    oldest_seq: int | None
 
 
 def feed_group(feed_uuid: uuid_module.UUID | str) -> str:
@@ -49,35 +35,27 @@ def wire_value(kind: str, value: float) -> float | int:
     return int(value) if kind == FeedKind.BINARY else value
 
 
-def sample_frame(kind: str, sample: Sample) -> SampleFrame:
+def sample_frame(kind: str, sample: Sample) -> frames.SampleFrame:
     return json.loads(
         sample_frame_text(kind, sample.seq, sample.value, sample.ts, sample.stats_json)
     )
 
 
 def sample_frame_text(kind: str, seq: int, value: float, ts: float, stats_json: str) -> str:
-    """The encoded ``sample`` frame, built around the stats text stored with the sample.
-
-    The hot path of ingest: no dict, no second encoding of the statistics.
-    """
-    shown = int(value) if kind == FeedKind.BINARY else value
-    return (
-        f'{{"type":"sample","seq":{seq},"value":{json.dumps(shown)},'
-        f'"ts":{json.dumps(ts)},"stats":{stats_json}}}'
-    )
+    """The encoded ``sample`` frame (frames.sample_text), with the value as the feed kind shows it."""
+    return frames.sample_text(seq=seq, value=wire_value(kind, value), ts=ts, stats_json=stats_json)
 
 
-def hello_frame(feed: Feed, summary: dict[str, Any]) -> HelloFrame:
+def feed_state(feed: Feed, summary: dict[str, Any]) -> FeedState:
     return {
-        "type": "hello",
         "feed": {"uuid": str(feed.uuid), "name": feed.name, "kind": feed.kind},
         "last_seq": feed.last_seq,
         "stats": summary,
     }
 
 
-def resync_frame(*, reason: str, since: int, oldest_seq: int | None) -> ResyncFrame:
-    return {"type": "resync", "reason": reason, "since": since, "oldest_seq": oldest_seq}
+def hello_frame(state: FeedState, *, watching: int) -> frames.HelloFrame:
+    return frames.hello(**state, watching=watching)
 
 
 def samples_published(feed: Feed, samples: Sequence[Sample]) -> None:

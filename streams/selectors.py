@@ -18,10 +18,10 @@ def feed_summary(feed: Feed) -> dict:
     return accumulator_for(feed.kind, feed.stats).summary()
 
 
-def feed_hello(feed_id: int) -> events.HelloFrame:
+def feed_state(feed_id: int) -> events.FeedState:
     """A fresh snapshot of the feed, read now (not from a possibly stale instance)."""
     feed = Feed.objects.get(pk=feed_id)
-    return events.hello_frame(feed, feed_summary(feed))
+    return events.feed_state(feed, feed_summary(feed))
 
 
 def samples_after(feed_id: int, after_seq: int, *, limit: int) -> list[Sample]:

@@ -24,6 +24,7 @@ from streams.stats import (
     Accumulator,
     accumulator_for,
 )
+from streamsite import frames
 from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants import quotas
@@ -64,11 +65,8 @@ class SampleRejected(ValueError):
         """The HTTP status of the refusal: the quota's, else 400."""
         return quotas.QUOTAS[self.limit].status if self.limit else 400
 
-    def frame(self) -> dict[str, str]:
-        frame = {"type": "error", "error": self.code, "message": self.message}
-        if self.limit:
-            frame["limit"] = self.limit
-        return frame
+    def frame(self) -> frames.ErrorFrame:
+        return frames.error(self.code, self.message, limit=self.limit or None)
 
 
 def _number(raw: Any, what: str) -> float:
@@ -201,16 +199,17 @@ class StoredSamples(list[Sample]):
         self.seqs = seqs
         self.duplicates = duplicates  # indexes into the frame's values
 
-    def ack(self, *, values_frame: bool) -> dict[str, Any]:
+    def ack(self, *, values_frame: bool) -> frames.AckFrame:
         """The ack (docs/PROTOCOL.md, "Publish socket"): ``seq`` is the highest of the
         frame's samples; a frame with duplicates says which."""
-        frame: dict[str, Any] = {"type": "ack", "seq": max(self.seqs)}
-        if self.duplicates:
-            frame["duplicate"] = len(self.duplicates) == len(self.seqs)
-            if values_frame:
-                frame["seqs"] = self.seqs
-                frame["duplicates"] = self.duplicates
-        return frame
+        if not self.duplicates:
+            return frames.ack(max(self.seqs))
+        return frames.ack(
+            max(self.seqs),
+            duplicate=len(self.duplicates) == len(self.seqs),
+            seqs=self.seqs if values_frame else None,
+            duplicates=self.duplicates if values_frame else None,
+        )
 
 
 def samples_append(

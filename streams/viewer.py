@@ -19,7 +19,7 @@ from django.conf import settings
 
 from streams import events, selectors
 from streams.models import Feed
-from streamsite import metrics
+from streamsite import frames, metrics
 from streamsite.frames import encode
 from streamsite.hub import Hub, Item
 from streamsite.presence import Presence
@@ -45,27 +45,27 @@ def parse_since(raw: str) -> int | None:
 
 
 @database_sync_to_async
-def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.HelloFrame | None]:
-    """Encoded frames of the samples after ``after_seq``, or a fresh hello if those are gone.
+def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.FeedState | None]:
+    """Encoded frames of the samples after ``after_seq``, or a fresh snapshot if those are gone.
 
     Gone means pruned by retention, or more than FEED_REPLAY_LIMIT behind: the
     viewer is then told to resync and starts again from a fresh snapshot.
     """
-    hello = selectors.feed_hello(feed.pk)
-    last_seq = hello["last_seq"]
+    state = selectors.feed_state(feed.pk)
+    last_seq = state["last_seq"]
     if after_seq >= last_seq:
         return [], None
     if last_seq - after_seq > settings.FEED_REPLAY_LIMIT:
-        return [], hello
+        return [], state
     samples = selectors.samples_after(feed.pk, after_seq, limit=settings.FEED_REPLAY_LIMIT)
     if not samples or samples[0].seq != after_seq + 1:
-        return [], hello
+        return [], state
     return [
         events.sample_frame_text(feed.kind, s.seq, s.value, s.ts, s.stats_json) for s in samples
     ], None
 
 
-_hello = database_sync_to_async(selectors.feed_hello)
+_feed_state = database_sync_to_async(selectors.feed_state)
 _oldest_seq = database_sync_to_async(selectors.oldest_seq)
 
 
@@ -75,7 +75,7 @@ class FeedViewer:
     # One per open connection: slots keep thousands of idle viewers small.
     __slots__ = (
         "feed", "group", "_on_failure", "_write_frame", "_send", "_details", "_last_seq",
-        "_pending", "_catching_up", "_catch_up_task", "_joined", "_presence_id",
+        "_pending", "_catching_up", "_catch_up_task", "_joined", "_presence_id", "_watching",
     )  # fmt: skip
 
     def __init__(
@@ -99,6 +99,7 @@ class FeedViewer:
         self._catch_up_task: asyncio.Task[None] | None = None
         self._joined = False
         self._presence_id: str | None = None
+        self._watching = 0
 
     async def start(self, since: int | None) -> None:
         """Join the group, send the hello and everything after ``since``, then go live.
@@ -107,10 +108,13 @@ class FeedViewer:
         """
         await Hub.current().join(self.group, self)
         self._joined = True
-        self._presence_id, watching = await Presence.current().enter(self.group, self._details)
-        hello: dict[str, Any] = dict(await _hello(self.feed.pk), watching=watching)
+        self._presence_id, self._watching = await Presence.current().enter(
+            self.group, self._details
+        )
+        state = await _feed_state(self.feed.pk)
+        hello = events.hello_frame(state, watching=self._watching)
         if since is not None and since > hello["last_seq"]:
-            await self._resync(since, "since is ahead of the feed", hello)
+            await self._resync(since, "since is ahead of the feed", state)
         else:
             # The hello of a resumed stream is numbered with what the client
             # has (``since``), not the feed's last seq: an SSE client that drops
@@ -166,10 +170,10 @@ class FeedViewer:
         self._catching_up = True
         try:
             while True:
-                frames, fresh_hello = await _samples_to_send(self.feed, self._last_seq)
-                if fresh_hello is not None:
-                    await self._resync(self._last_seq, "samples no longer kept", fresh_hello)
-                for frame in frames:
+                texts, fresh_state = await _samples_to_send(self.feed, self._last_seq)
+                if fresh_state is not None:
+                    await self._resync(self._last_seq, "samples no longer kept", fresh_state)
+                for frame in texts:
                     self._last_seq += 1
                     await self._send(frame, self._last_seq)
                 if not await self._drain_pending_in_order():
@@ -199,11 +203,11 @@ class FeedViewer:
                     return True
         return False
 
-    async def _resync(self, since: int, reason: str, hello: dict[str, Any]) -> None:
+    async def _resync(self, since: int, reason: str, state: events.FeedState) -> None:
         metrics.inc("viewers_resynced_total")
         oldest = await _oldest_seq(self.feed.pk)
-        await self._send(
-            encode(events.resync_frame(reason=reason, since=since, oldest_seq=oldest)), None
-        )
+        await self._send(encode(frames.resync(reason=reason, since=since, oldest_seq=oldest)), None)
+        # The count this viewer joined with; presence frames since have carried any change.
+        hello = events.hello_frame(state, watching=self._watching)
         await self._send(encode(hello), hello["last_seq"])
         self._last_seq = hello["last_seq"]

@@ -16,9 +16,9 @@ from streams import access, history, selectors, services
 from streams.consumers import viewer_details
 from streams.events import sample_frame, sample_frame_text
 from streams.viewer import FeedViewer, parse_since
-from streamsite import slots
-from streamsite.control import AccessWatch, Credential, user_now
-from streamsite.frames import encode, error_frame
+from streamsite import frames, slots
+from streamsite.control import AccessWatch, Admission, Credential, user_now
+from streamsite.frames import ErrorCode, encode, error_frame
 from tenants import quotas
 from tenants.access import tenants_of, tenants_where
 from tenants.models import Role
@@ -54,13 +54,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
     """The live feed page: members, or anyone with ``?key=<share key>``."""
     key = request.GET.get("key")
-    feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
-    if feed is None:
+    found = access.feed_access(request.user, feed_uuid, key=key)
+    if found is None:
         return not_found_or_sign_in(request, key=key, what="feed")
+    feed, can_manage = found.feed, found.may.manage
     recent = [
         sample_frame(feed.kind, s) for s in selectors.recent_samples(feed.pk, limit=RECENT_ON_PAGE)
     ]
-    can_manage = access.feed_for_manager(request.user, feed.uuid) is not None
     share_url = None
     if can_manage and feed.share_key:
         share_url = request.build_absolute_uri(f"{feed.get_absolute_url()}?key={feed.share_key}")
@@ -105,15 +105,12 @@ def sample_history(request: HttpRequest, feed_uuid) -> HttpResponse:
     key = request.GET.get("key")
     feed = access.feed_for_viewer(request.user, feed_uuid, key=key)
     if feed is None:
-        return JsonResponse(
-            {"type": "error", "error": "not_found", "message": "no such feed"}, status=404
-        )
+        return JsonResponse(frames.error(ErrorCode.NOT_FOUND, "no such feed"), status=404)
     try:
         query = history.parse_history_query(request.GET)
     except history.BadHistoryQuery as exc:
         return JsonResponse(
-            {"type": "error", "error": "bad_param", "param": exc.param, "message": exc.message},
-            status=400,
+            frames.error(ErrorCode.BAD_PARAM, exc.message, param=exc.param), status=400
         )
     rows = _history_rows(feed.pk, since=query.since, through=feed.last_seq, limit=query.limit)
     if query.format == "csv":
@@ -170,20 +167,16 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
     producer = access.producer_for_token(token, feed_uuid)
     if producer is None:
         return JsonResponse(
-            {"type": "error", "error": "forbidden", "message": "missing, wrong or revoked token"},
-            status=403,
+            frames.error(ErrorCode.FORBIDDEN, "missing, wrong or revoked token"), status=403
         )
     if len(request.body) > settings.PUBLISH_MAX_BYTES:
-        return JsonResponse(
-            {"type": "error", "error": "too_large", "message": "the body is too large"},
-            status=413,
-        )
+        return JsonResponse(frames.error(ErrorCode.TOO_LARGE, "the body is too large"), status=413)
     try:
         frame = services.publish_frame_parse(producer.feed.kind, json.loads(request.body))
     except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
-        code = getattr(exc, "code", "bad_json")
+        code = getattr(exc, "code", ErrorCode.BAD_JSON)
         message = getattr(exc, "message", "the body is not valid JSON")
-        return JsonResponse({"type": "error", "error": code, "message": message}, status=400)
+        return JsonResponse(frames.error(code, message), status=400)
     if not quotas.take_samples_sync(producer.tenant, len(frame.inputs)):
         refusal = quotas.samples_refusal(producer.tenant)
         return JsonResponse(refusal.frame(), status=refusal.status)
@@ -215,6 +208,37 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
         )
     except slots.Refused as refused:
         return JsonResponse(slots.too_many_connections(refused), status=429)
+    session_key = request.session.session_key
+
+    async def still_allowed() -> bool:
+        now = await user_now(session_key, user)
+        return (
+            await database_sync_to_async(access.feed_for_viewer)(now, feed_uuid, key=key)
+            is not None
+        )
+
+    async def revoked() -> None:
+        end(f"data: {error_frame(ErrorCode.REVOKED, 'access was revoked')}\n\n")
+
+    watch = AccessWatch(
+        feed.tenant.uuid,
+        Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
+        still_allowed=still_allowed,
+        revoke=revoked,
+    )
+    # The same admission as a WebSocket's (AccessWatch.admit): joined, then checked again.
+    admission = await watch.enter()
+    if admission is not Admission.ADMITTED:
+        await lease.release()
+        if admission is Admission.REFUSED:
+            raise Http404("No such feed.")
+        # As a socket is accepted to be told why (1011): a 200 stream that says so
+        # and ends, which an EventSource retries (it gives up for good on a 503).
+        return StreamingHttpResponse(
+            _unavailable_events(),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     since = parse_since(resume) if resume else None
     backlog: asyncio.Queue[str | None] = asyncio.Queue()
@@ -246,32 +270,12 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     async def failed() -> None:
         end()
 
-    async def revoked() -> None:
-        end(f"data: {error_frame('revoked', 'access was revoked')}\n\n")
-
     viewer = FeedViewer(feed, send, details=viewer_details(user, key), on_failure=failed)
-
-    session_key = request.session.session_key
-
-    async def still_allowed() -> bool:
-        now = await user_now(session_key, user)
-        return (
-            await database_sync_to_async(access.feed_for_viewer)(now, feed_uuid, key=key)
-            is not None
-        )
-
-    watch = AccessWatch(
-        feed.tenant.uuid,
-        Credential(str(feed.uuid), user_id=user.pk if user.is_authenticated else None),
-        still_allowed=still_allowed,
-        revoke=revoked,
-    )
 
     async def stream():
         nonlocal queued
         try:
             yield "retry: 2000\n\n"
-            await watch.start()
             await viewer.start(since)
             while True:
                 try:
@@ -294,10 +298,13 @@ async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
     )
 
 
+async def _unavailable_events() -> AsyncIterator[str]:
+    unavailable = error_frame(ErrorCode.UNAVAILABLE, "live events are unavailable; retry")
+    yield f"retry: 2000\n\nevent: error\ndata: {unavailable}\n\n"
+
+
 def _too_slow_event(budget: int) -> str:
-    frame = {
-        "type": "error",
-        "error": "too_slow",
-        "message": f"over {budget} bytes unread; reconnect (Last-Event-ID resumes)",
-    }
+    frame = frames.error(
+        ErrorCode.TOO_SLOW, f"over {budget} bytes unread; reconnect (Last-Event-ID resumes)"
+    )
     return f"event: error\ndata: {encode(frame)}\n\n"

@@ -11,12 +11,14 @@ front of Django. Both use ``body_limit`` and ``too_large_body`` from here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.urls import Resolver404, resolve
+
+from streamsite import frames
+from streamsite.frames import encode
 
 # A multipart form around a document: boundaries, part headers, the CSRF token.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
@@ -46,13 +48,12 @@ def body_limit(path: str) -> BodyLimit:
 
 def too_large_body(limit: BodyLimit) -> bytes:
     """The JSON body of the 413 answer."""
-    return json.dumps(
-        {
-            "type": "error",
-            "error": "too_large",
-            "limit": limit.setting,
-            "message": f"request bodies here are limited to {limit.max_bytes:,} bytes",
-        }
+    return encode(
+        frames.error(
+            frames.ErrorCode.TOO_LARGE,
+            f"request bodies here are limited to {limit.max_bytes:,} bytes",
+            limit=limit.setting,
+        )
     ).encode()
 
 

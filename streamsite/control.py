@@ -17,6 +17,7 @@ signals.py) are announced to every tenant the user belongs to.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import uuid as uuid_module
@@ -89,6 +90,14 @@ class Credential:
         return self.user_id is not None and notice.get("user") == self.user_id
 
 
+class Admission(enum.Enum):
+    """How ``AccessWatch.enter`` went."""
+
+    ADMITTED = "admitted"
+    REFUSED = "refused"  # access went between the first check and the join
+    UNAVAILABLE = "unavailable"  # Redis away: revocations could not reach this connection
+
+
 class AccessWatch:
     """Re-checks one connection's access when a notice touches its credential."""
 
@@ -113,23 +122,35 @@ class AccessWatch:
         await Hub.current().join(self.group, self)
         self._joined = True
 
-    async def admit(self, consumer: Any) -> bool:
-        """Join the control group, then confirm access once more, before the handshake completes.
+    async def enter(self) -> Admission:
+        """Join the control group, then confirm access once more: the one admission step.
 
-        Joining first closes the window in which a revocation made between the
-        first access check and the join would be missed. On False the
-        handshake has been refused (access gone) or closed (1011: Redis away).
+        WebSockets (``admit``) and event streams (streams/views.py) both take it
+        before they send anything. Joining first closes the window in which a
+        revocation made between the first access check and the join would be
+        missed. Only when ADMITTED is the watch left joined.
         """
         try:
             await self.start()
         except (redis.RedisError, OSError, TimeoutError):
-            await consumer.close_unavailable()
-            return False
+            return Admission.UNAVAILABLE
         if not await self._still_allowed():
             await self.stop()
+            return Admission.REFUSED
+        return Admission.ADMITTED
+
+    async def admit(self, consumer: Any) -> bool:
+        """``enter`` for a WebSocket, before the handshake completes.
+
+        On False the handshake has been refused (access gone) or closed (1011:
+        Redis away).
+        """
+        admission = await self.enter()
+        if admission is Admission.UNAVAILABLE:
+            await consumer.close_unavailable()
+        elif admission is Admission.REFUSED:
             await consumer.close()
-            return False
-        return True
+        return admission is Admission.ADMITTED
 
     async def stop(self) -> None:
         if self._joined:

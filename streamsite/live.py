@@ -13,18 +13,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError
 
 from streamsite import metrics, slots
-from streamsite.frames import encode, error_frame, websocket_frame
-
-__all__ = ["LiveConsumer", "RefuseConsumer", "encode", "error_frame"]
+from streamsite.frames import Close, ErrorCode, encode, error_frame, websocket_frame
 
 log = logging.getLogger(__name__)
-
-# Close code for a connection whose key, token or membership was revoked.
-CLOSE_ACCESS_REVOKED = 4403
-# Close code when a connection cap (per user, share key or address) is reached.
-CLOSE_TOO_MANY_CONNECTIONS = 4429
-# Close code when live events are unavailable (Redis away): reconnect a little later.
-CLOSE_UNAVAILABLE = 1011
 
 
 class _Refused(Exception):
@@ -104,7 +95,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         except slots.Refused as refused:
             await super().accept(subprotocol, headers)
             await self.send_text(encode(slots.too_many_connections(refused)))
-            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            await self.close(code=Close.TOO_MANY_CONNECTIONS)
             raise _Refused from None
         await super().accept(subprotocol, headers)
         self._counted_open = True
@@ -131,9 +122,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             size = len(message.get("bytes") or b"")
         if size > limit:
             await self.send_text(
-                error_frame("too_large", f"frames are limited to {self.max_frame_bytes()} bytes")
+                error_frame(
+                    ErrorCode.TOO_LARGE, f"frames are limited to {self.max_frame_bytes()} bytes"
+                )
             )
-            await self.close(code=1009)
+            await self.close(code=Close.TOO_BIG)
             return
         if self._bucket is None:
             rate = self.frames_per_second()
@@ -141,9 +134,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not self._bucket.take():
             self._refused_frames += 1
             if self._refused_frames > self._bucket.burst:
-                await self.close(code=1008)
+                await self.close(code=Close.POLICY)
             else:
-                await self.send_text(error_frame("rate_limited", "too many frames; slow down"))
+                await self.send_text(
+                    error_frame(ErrorCode.RATE_LIMITED, "too many frames; slow down")
+                )
             return
         await super().websocket_receive(message)
 
@@ -190,6 +185,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         else:
             await self.base_send({"type": "websocket.send", "text": text})
 
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # ASGI's close code is an int; autobahn refuses an int subclass (frames.Close).
+        if isinstance(code, int) and not isinstance(code, bool):
+            code = int(code)
+        await super().close(code, reason)
+
     async def close_unavailable(self) -> None:
         """Live events are down (Redis away): say so and close 1011; the client retries later.
 
@@ -198,14 +199,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
         """
         if not self._counted_open:
             await super().accept()
-        await self.send_text(error_frame("unavailable", "live events are unavailable; retry"))
-        await self.close(code=CLOSE_UNAVAILABLE)
+        await self.send_text(
+            error_frame(ErrorCode.UNAVAILABLE, "live events are unavailable; retry")
+        )
+        await self.close(code=Close.UNAVAILABLE)
 
     async def revoked(self) -> None:
         """The credential this connection came in with no longer holds (streamsite.control)."""
         metrics.inc("connections_revoked_total", kind=self.metrics_kind)
-        await self.send_text(error_frame("revoked", "access was revoked"))
-        await self.close(code=CLOSE_ACCESS_REVOKED)
+        await self.send_text(error_frame(ErrorCode.REVOKED, "access was revoked"))
+        await self.close(code=Close.ACCESS_REVOKED)
 
 
 class RefuseConsumer(AsyncWebsocketConsumer):

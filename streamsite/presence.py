@@ -26,7 +26,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-from streamsite import hub
+from streamsite import frames, hub
 from streamsite.frames import encode
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _info_key(group: str) -> str:
 
 
 def presence_frame(count: int) -> str:
-    return encode({"type": "presence", "watching": count})
+    return encode(frames.presence(count))
 
 
 class Presence:

@@ -30,7 +30,8 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   1009) rather than a silent drop of the TCP connection; nothing of it is kept.
 - **Access log.** Daphne's HTTP access log writes the whole URI; here it
   stops at the path, like its WebSocket lines: query strings carry share keys
-  (``?key=``) and sometimes producer tokens.
+  (``?key=``) and sometimes producer tokens. (The ``action_logger`` Daphne's
+  command line gives the server is wrapped: ``without_query_strings``.)
 - **Request bodies.** A body over its route's limit (``streamsite.bodylimits``)
   is refused before it is buffered: by ``Content-Length`` as soon as the
   headers are in, by a running count for a chunked body. The client gets a 413
@@ -43,7 +44,24 @@ Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers`
   waits unsent, so that an event stream can end a reader that stopped reading.
 - **Prepared frames.** A broadcast frame is framed once per process
   (``streamsite.frames.websocket_frame``) and written to each socket as is,
-  through ``scope["extensions"]["streamsite.write_frame"]`` (PreparedFramesApp).
+  through ``scope["extensions"]["streamsite.write_frame"]``.
+
+Seams. Daphne is extended only where it offers a way in:
+``CommandLineInterface.server_class`` (StreamsiteServer), ``Server(action_logger=)``
+(the access log), ``Server.create_application(protocol, scope)`` (the scope
+extensions, from the protocol Daphne passes), ``Server(ready_callable=)`` (called
+once the factories exist, before the reactor runs: the WebSocket factory gets
+our protocol class, as autobahn documents, ``factory.protocol = ...``) and the
+public Twisted transport API (``getHandle``, ``pauseProducing``,
+``resumeProducing``, ``write``). What Daphne and Twisted offer no seam for is
+read from their internals, each covered by tests/streamsite/test_server_contract.py,
+which fails on an upgrade that moves it: the HTTP factory's module name in
+``daphne.server`` (no factory seam), the channel's request target ``_path``
+while headers end, and Twisted's write buffer (``dataBuffer``, ``offset``,
+``_tempDataLen``: no public "bytes unsent"). Twisted's producer/consumer
+(``registerProducer``) only says "over ``bufferSize``" and "drained", not how
+much waits, so it cannot give the 4 MiB cut-off or the nothing-queued test of
+the fast path; versions are pinned in the requirements.
 """
 
 from __future__ import annotations
@@ -54,24 +72,24 @@ import os
 import socket
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from daphne import cli as daphne_cli
 from daphne import server as daphne_server
-from daphne.access import AccessLogGenerator
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
-from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
 from streamsite import metrics
 from streamsite.bodylimits import BodyLimit, body_limit, too_large_body
+from streamsite.frames import Close
 
-CLOSE_TOO_SLOW = 4008
+ActionLogger = Callable[[str, str, dict[str, Any]], None]
 # Codes RFC 6455 (section 7.4.1) lets a server send, besides 1000 and 3000-4999.
 PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
 _FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
-_APPLICATION = "streamsite.server:application"
+_APPLICATION = "streamsite.asgi:application"
 
 
 def pending_bytes(transport: object) -> int:
@@ -81,14 +99,16 @@ def pending_bytes(transport: object) -> int:
     return len(buffered) - offset + getattr(transport, "_tempDataLen", 0)
 
 
-class AccessLog(AccessLogGenerator):
-    """Daphne's access log without query strings, which carry share keys and tokens."""
+def without_query_strings(logger: ActionLogger) -> ActionLogger:
+    """Daphne's action logger, given paths without query strings (they carry share keys, tokens)."""
 
-    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+    def log_action(protocol: str, action: str, details: dict[str, Any]) -> None:
         path = details.get("path")
         if isinstance(path, str) and "?" in path:
             details = {**details, "path": path.split("?", 1)[0]}
-        super().__call__(protocol, action, details)
+        logger(protocol, action, details)
+
+    return log_action
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
@@ -108,6 +128,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     send_buffer_bytes = 128 * 1024
     _too_slow = False
     _reading_paused = False
+    _sock: socket.socket | None = None
 
     def onConnect(self, request):  # noqa: N802 (autobahn's name)
         # Fail a connection with a close frame naming the reason (1007 invalid
@@ -157,7 +178,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def connectionMade(self):  # noqa: N802 (Twisted's name)
         super().connectionMade()
-        sock = getattr(self.transport, "socket", None)
+        # Daphne's factory calls its Server instance "server_class".
+        limits = getattr(getattr(self.factory, "server_class", None), "limits", None)
+        if limits is not None:
+            self.max_pending_bytes, self.max_unread_bytes = limits
+        # The socket, once (ITCPTransport.getHandle): the fast path writes to it.
+        self._sock = sock = _socket_of(self.transport)
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
@@ -169,7 +195,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self._too_slow = True
             metrics.inc("viewers_dropped_total")
             self.sendClose(
-                code=CLOSE_TOO_SLOW,
+                code=int(Close.TOO_SLOW),
                 reason=f"too slow: over {self.max_pending_bytes} bytes unsent; reconnect",
             )
             return False
@@ -200,7 +226,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if self.state != self.STATE_OPEN or not self._keeping_up():
             return False
         transport = self.transport
-        sock = getattr(transport, "socket", None)
+        sock = self._sock
         sent = 0
         if sock is not None and pending_bytes(transport) == 0 and not transport.disconnecting:
             # Nothing queued: write now, as Tornado does, instead of Twisted's
@@ -320,65 +346,72 @@ class BodyLimitedHTTPFactory(HTTPFactory):
 
 
 class StreamsiteServer(daphne_server.Server):
-    """Daphne's server, with the HTTP factory above (``CommandLineInterface.server_class``)."""
+    """Daphne's server with Streamsite's protocols, access log and scope extensions.
+
+    Installed as ``CommandLineInterface.server_class``; every hook below is a
+    parameter or method Daphne offers for it.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        action_logger: ActionLogger | None = None,
+        ready_callable: Callable[[], None] | None = None,
+        max_pending_bytes: int = BoundedWebSocketProtocol.max_pending_bytes,
+        max_unread_bytes: int = BoundedWebSocketProtocol.max_unread_bytes,
+        **kwargs: Any,
+    ) -> None:
+        self._then_ready = ready_callable
+        self.limits = (max_pending_bytes, max_unread_bytes)
+        super().__init__(
+            *args,
+            action_logger=without_query_strings(action_logger) if action_logger else None,
+            ready_callable=self._factories_made,
+            **kwargs,
+        )
 
     def run(self):
         # Server.run builds self.http_factory from the name HTTPFactory in
-        # daphne.server and starts listening in the same call, so that name is the
-        # seam (tests/streamsite/test_server_contract.py checks it).
+        # daphne.server and starts listening in the same call, before any hook:
+        # that name is the only seam (tests/streamsite/test_server_contract.py checks it).
         daphne_server.HTTPFactory = BodyLimitedHTTPFactory
         super().run()
 
+    def _factories_made(self) -> None:
+        """``ready_callable``: the factories exist, the reactor has not started."""
+        self.ws_factory.protocol = BoundedWebSocketProtocol
+        if self._then_ready is not None:
+            self._then_ready()
 
-class PreparedFramesApp:
-    """Offers consumers ``scope["extensions"]["streamsite.write_frame"]`` on our protocol.
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        """Daphne's hook for every connection's application: the scope extensions go in here.
 
-    Daphne gives the application ``send = partial(Server.handle_reply, protocol)``;
-    when that protocol is ours, the extension is its ``write_prepared``. Anything
-    else (another server, the test communicator) gets no extension and consumers
-    send through ASGI as usual.
-    """
+        WebSockets on our protocol get ``streamsite.write_frame`` (the prepared-frame
+        fast path); HTTP requests get ``streamsite.pending_bytes`` (event streams end
+        a reader that falls too far behind, streams/views.py).
+        """
+        if isinstance(protocol, BoundedWebSocketProtocol):
+            extensions = scope.setdefault("extensions", {})
+            extensions["streamsite.write_frame"] = protocol.write_prepared
+        elif isinstance(protocol, WebRequest):
+            extensions = scope.setdefault("extensions", {})
+            extensions["streamsite.pending_bytes"] = functools.partial(
+                _response_pending_bytes, protocol
+            )
+        return super().create_application(protocol, scope)
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket" and isinstance(send, functools.partial):
-            protocol = send.args[0] if send.args else None
-            if isinstance(protocol, BoundedWebSocketProtocol):
-                # Daphne's scope is fresh per connection: annotate it in place.
-                extensions = scope.get("extensions") or {}
-                extensions["streamsite.write_frame"] = protocol.write_prepared
-                scope["extensions"] = extensions
-        elif scope["type"] == "http" and isinstance(send, functools.partial):
-            request = send.args[0] if send.args else None
-            if isinstance(request, WebRequest):
-                # Event streams end a reader that falls too far behind (streams/views.py).
-                extensions = scope.get("extensions") or {}
-                extensions["streamsite.pending_bytes"] = functools.partial(
-                    _response_pending_bytes, request
-                )
-                scope["extensions"] = extensions
-        return await self.app(scope, receive, send)
+def _socket_of(transport: Any) -> socket.socket | None:
+    """The transport's socket (ITCPTransport.getHandle), or None for any other transport."""
+    get_handle = getattr(transport, "getHandle", None)
+    handle = get_handle() if get_handle is not None else None
+    return handle if isinstance(handle, socket.socket) else None
 
 
 def _response_pending_bytes(request: WebRequest) -> int:
     """Bytes of an HTTP response written by the application but not yet sent to the client."""
     channel = request.channel
     return pending_bytes(channel.transport) if channel is not None else 0
-
-
-def _load_application() -> PreparedFramesApp:
-    from streamsite.asgi import application as streamsite_application
-
-    return PreparedFramesApp(streamsite_application)
-
-
-def __getattr__(name: str) -> Any:
-    # Daphne imports "streamsite.server:application"; built on first use, after settings.
-    if name == "application":
-        return _load_application()
-    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,24 +424,24 @@ def main(argv: list[str] | None = None) -> None:
     if not any(a.startswith("--websocket-max-frame-size") for a in args):
         args += ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)]
     args.append(_APPLICATION)
-    BoundedWebSocketProtocol.max_pending_bytes = settings.WEBSOCKET_MAX_PENDING_BYTES
-    BoundedWebSocketProtocol.max_unread_bytes = settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE
-    WebSocketFactory.protocol = BoundedWebSocketProtocol
-    daphne_cli.AccessLogGenerator = AccessLog
     # The upload parser's worker processes (documents/parsing.py) start now, not
     # when the first upload is waiting for them.
     from documents.parsing import warm
 
     warm()
     cli = CommandLineInterface()
-    cli.server_class = StreamsiteServer
+    cli.server_class = functools.partial(
+        StreamsiteServer,
+        max_pending_bytes=settings.WEBSOCKET_MAX_PENDING_BYTES,
+        max_unread_bytes=settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE,
+    )
     cli.run(args)
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: Daphne imports
-    # streamsite.server again for its application, and its isinstance checks
-    # must see the same BoundedWebSocketProtocol class the factory uses.
+    # Run the imported module's main, not this __main__ copy, so that there is one
+    # BoundedWebSocketProtocol class (isinstance in create_application) whoever
+    # else imports streamsite.server.
     from streamsite.server import main as imported_main
 
     imported_main()

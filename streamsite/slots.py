@@ -32,7 +32,7 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
-from streamsite import hub, metrics
+from streamsite import frames, hub, metrics
 
 log = logging.getLogger(__name__)
 
@@ -226,16 +226,15 @@ CONNECTION_CAP_SETTINGS = {
 }
 
 
-def too_many_connections(refused: Refused) -> dict[str, str]:
+def too_many_connections(refused: Refused) -> frames.ErrorFrame:
     """The error frame (and SSE 429 body) for a connection over one of its caps."""
     claim = refused.claim
     what = CONNECTION_CAP_SETTINGS.get(claim.limit, ("", claim.limit))[1]
-    return {
-        "type": "error",
-        "error": "too_many_connections",
-        "limit": claim.limit,
-        "message": f"at most {claim.cap} open connections {what}; close one and retry",
-    }
+    return frames.error(
+        frames.ErrorCode.TOO_MANY_CONNECTIONS,
+        f"at most {claim.cap} open connections {what}; close one and retry",
+        limit=claim.limit,
+    )
 
 
 # -- keeping leases alive ------------------------------------------------------

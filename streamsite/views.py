@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf
 
 from streams.models import Feed
-from streamsite import metrics
+from streamsite import frames, metrics
 
 CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -89,7 +89,6 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: the JSON error shape for a client that prefers JSON, else Django's page."""
     if request.get_preferred_type(["text/html", "application/json"]) == "application/json":
         return JsonResponse(
-            {"type": "error", "error": "forbidden", "message": f"CSRF check failed: {reason}"},
-            status=403,
+            frames.error(frames.ErrorCode.FORBIDDEN, f"CSRF check failed: {reason}"), status=403
         )
     return csrf.csrf_failure(request, reason=reason)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from importlib import import_module
 from types import SimpleNamespace
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db.models import CharField, Model, OuterRef, QuerySet, Subquery, Value
 
 from tenants.models import Membership, Role, Tenant
 
@@ -29,6 +33,83 @@ def role_in(user: AbstractBaseUser | AnonymousUser | None, tenant_id: int) -> Ro
         .first()
     )
     return Role(role) if role else None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Everything one caller may do with one feed or document, decided once per request.
+
+    ``view``: see it live (follow, export); ``publish``: change it (turn a document's
+    page, upload a version, publish to a feed as a member); ``manage``: its share
+    settings. ``role`` is the caller's membership role, None for share-key holders
+    and strangers; ``by_key`` says the share key opened it.
+    """
+
+    role: Role | None
+    view: bool
+    publish: bool
+    manage: bool
+    by_key: bool = False
+
+    @classmethod
+    def decide(
+        cls,
+        obj: Any,
+        role: str | None,
+        *,
+        key: str | None,
+        foreign_origin: str | None,
+        key_may_publish: bool = False,
+    ) -> Capabilities:
+        """The capabilities of a member with ``role`` (or of a holder of ``key``) on ``obj``.
+
+        ``obj`` has ``share_key`` and ``allowed_origins``. From a foreign page the
+        session was stripped (streamsite.security), so only the key counts there.
+        """
+        member_role = Role(role) if role and not foreign_origin else None
+        by_key = share_key_opens(obj, key, foreign_origin)
+        return cls(
+            role=member_role,
+            view=member_role in VIEW_ROLES or by_key,
+            publish=member_role in PUBLISH_ROLES or (by_key and key_may_publish),
+            manage=member_role in MANAGE_ROLES,
+            by_key=by_key and member_role not in VIEW_ROLES,
+        )
+
+
+M = TypeVar("M", bound=Model)
+
+
+def with_caller_role(queryset: QuerySet[M], user: Any) -> QuerySet[M]:
+    """``queryset`` annotated with ``caller_role``: the user's role in each row's tenant.
+
+    One query for the object and the caller's membership together (a subquery),
+    instead of one for the object and another per capability asked.
+    """
+    if user is None or not user.is_authenticated:
+        return queryset.annotate(caller_role=Value(None, output_field=CharField()))
+    role = Membership.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=user.pk)
+    return queryset.annotate(caller_role=Subquery(role.values("role")[:1]))
+
+
+def get_or_none(queryset: QuerySet[M], **lookup: Any) -> M | None:
+    """The one row matching ``lookup``, or None (also for a malformed UUID)."""
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, ValidationError):
+        return None
+
+
+def tenant_access(user: Any, tenant: Tenant) -> Capabilities:
+    """The user's capabilities in a tenant as a whole (one query): members view,
+    owners and editors publish, owners manage."""
+    role = role_in(user, tenant.pk)
+    return Capabilities(
+        role=role,
+        view=role in VIEW_ROLES,
+        publish=role in PUBLISH_ROLES,
+        manage=role in MANAGE_ROLES,
+    )
 
 
 def tenants_of(user: AbstractBaseUser | AnonymousUser) -> list[Tenant]:

@@ -36,7 +36,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, Sum
 from django.db.models.functions import Least
 
-from streamsite import hub, metrics, slots
+from streamsite import frames, hub, metrics, slots
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,9 @@ class QuotaExceeded(Exception):
     def status(self) -> int:
         return QUOTAS[self.limit].status
 
-    def frame(self) -> dict[str, str]:
+    def frame(self) -> frames.ErrorFrame:
         """The error body / frame: ``{"type": "error", "error": "quota_exceeded", "limit", "message"}``."""
-        return {
-            "type": "error",
-            "error": "quota_exceeded",
-            "limit": self.limit,
-            "message": self.message,
-        }
+        return frames.error(frames.ErrorCode.QUOTA_EXCEEDED, self.message, limit=self.limit)
 
 
 def limit_for(tenant: Tenant, name: str) -> int:

@@ -18,7 +18,7 @@ from django.db import connections
 
 from documents import selectors, services, tsv
 from documents.models import DocumentChunk
-from streamsite.live import encode
+from streamsite.frames import encode
 from tests.documents.conftest import big_tsv, numbers_tsv
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from documents import events, services
 from documents.models import Document
 from documents.selectors import document_current_page
 from streamsite import hub
-from streamsite.live import encode
+from streamsite.frames import encode
 from tests.conftest import session_cookie_for
 from tests.documents.conftest import CORPUS, numbers_tsv
 from tests.streams.wsclient import communicator, drain, quiet, receive, refused

@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import uuid
 
+from autobahn.websocket import protocol as autobahn_protocol
+from daphne import http_protocol, ws_protocol
 from daphne import server as daphne_server
+from daphne.cli import CommandLineInterface
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from django.conf import settings
+from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
-from streamsite.server import BodyLimitedHTTPFactory, BodyLimitedRequest
+from streamsite.server import (
+    BodyLimitedHTTPFactory,
+    BodyLimitedRequest,
+    BoundedWebSocketProtocol,
+    StreamsiteServer,
+    pending_bytes,
+    without_query_strings,
+)
 
 
 class _StubServer:
@@ -31,6 +45,7 @@ class _StubServer:
         self.connected: list[object] = []
         self.applications: list[dict] = []
         self.logged: list[dict] = []
+        self.created_for: list[object] = []
 
     def protocol_connected(self, protocol) -> None:
         self.connected.append(protocol)
@@ -42,6 +57,7 @@ class _StubServer:
         self.logged.append(details)
 
     def create_application(self, protocol, scope):
+        self.created_for.append(protocol)
         self.applications.append(scope)
         return None  # "abandoned": the test only needs to know it was reached
 
@@ -144,3 +160,136 @@ def test_chunked_body_is_counted_and_refused_once_with_nothing_parsed_after():
     assert transport.value().count(b"HTTP/1.1") == 1  # no 400 for the garbage, no 2nd answer
     assert body["limit"] == "PUBLISH_MAX_BYTES"
     assert server.applications == []
+
+
+# -- Daphne's seams that StreamsiteServer plugs into -------------------------------
+
+
+def test_daphne_server_takes_an_action_logger_and_a_ready_callable():
+    parameters = inspect.signature(daphne_server.Server.__init__).parameters
+    assert {"action_logger", "ready_callable", "application", "endpoints"} <= set(parameters)
+    # The command line builds its server through server_class, passing the access log.
+    cli_source = inspect.getsource(CommandLineInterface.run)
+    assert "self.server_class(" in cli_source and "action_logger=" in cli_source
+
+
+def test_ready_callable_runs_after_the_factories_exist_and_before_the_reactor():
+    # StreamsiteServer._factories_made installs our WebSocket protocol on ws_factory.
+    source = inspect.getsource(daphne_server.Server.run)
+    made = source.index("self.ws_factory = WebSocketFactory(")
+    ready = source.index("self.ready_callable()")
+    assert made < ready < source.index("reactor.run(")
+
+
+def test_ready_hook_gives_the_websocket_factory_our_protocol_and_limits():
+    server = StreamsiteServer(
+        application=None,
+        endpoints=["tcp:port=0"],
+        max_pending_bytes=1234,
+        max_unread_bytes=5678,
+        ready_callable=lambda: ready.append(True),
+    )
+    ready: list[bool] = []
+    server.ws_factory = WebSocketFactory(server, server="Daphne")
+    server._factories_made()
+    assert ready == [True]
+    protocol = server.ws_factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+    assert isinstance(protocol, BoundedWebSocketProtocol)
+    # Daphne's factory names its Server instance server_class; the protocol reads limits there.
+    assert server.ws_factory.server_class is server
+    protocol.makeConnection(StringTransport())
+    assert (protocol.max_pending_bytes, protocol.max_unread_bytes) == (1234, 5678)
+
+
+def test_access_log_wrapper_drops_query_strings_only():
+    logged: list[dict] = []
+    log = without_query_strings(lambda protocol, action, details: logged.append(details))
+    log("http", "complete", {"path": "/feeds/x/?key=SECRET", "status": 200})
+    log("websocket", "connected", {"path": "/ws/feeds/x/"})
+    assert [d["path"] for d in logged] == ["/feeds/x/", "/ws/feeds/x/"]
+    assert logged[0]["status"] == 200
+
+
+def test_create_application_is_called_with_the_protocol_and_scope():
+    # StreamsiteServer.create_application adds the scope extensions from the protocol.
+    assert list(inspect.signature(daphne_server.Server.create_application).parameters) == [
+        "self",
+        "protocol",
+        "scope",
+    ]
+    for module in (ws_protocol, http_protocol):
+        # Both protocols hand create_application themselves: maybeDeferred(it, self, scope).
+        assert re.search(r"self\.server\.create_application,\s*self,", inspect.getsource(module))
+    server, protocol, transport = _channel()
+    protocol.dataReceived(_head("/accounts/login/", "Content-Length: 3") + b"a=b")
+    assert isinstance(server.created_for[0], BodyLimitedRequest)
+
+
+# -- Twisted internals read without a seam -------------------------------------------
+
+
+class _Reactor:
+    def addWriter(self, writer):  # noqa: N802 (Twisted's name)
+        pass
+
+    def removeWriter(self, writer):  # noqa: N802 (Twisted's name)
+        pass
+
+    def removeReader(self, reader):  # noqa: N802 (Twisted's name)
+        pass
+
+
+class _Descriptor(FileDescriptor):
+    """Twisted's write buffer with a socket that takes ``accept`` bytes per write."""
+
+    accept = 0
+
+    def writeSomeData(self, data):  # noqa: N802 (Twisted's name)
+        return min(len(data), self.accept)
+
+
+def test_pending_bytes_reads_twisteds_write_buffer_exactly():
+    descriptor = _Descriptor(reactor=_Reactor())
+    descriptor.connected = True
+    assert pending_bytes(descriptor) == 0
+    descriptor.write(b"x" * 1000)
+    descriptor.write(b"y" * 500)  # waits in _tempData until the next doWrite
+    assert pending_bytes(descriptor) == 1500
+    descriptor.accept = 600
+    descriptor.doWrite()  # 600 sent: the rest is dataBuffer from offset on
+    assert pending_bytes(descriptor) == 900
+    descriptor.accept = 10_000
+    descriptor.doWrite()
+    assert pending_bytes(descriptor) == 0
+    assert not descriptor.disconnecting  # write_prepared checks it before a raw send
+    descriptor.write(b"z")
+    descriptor.loseConnection()  # with data still queued: disconnecting until it is written
+    assert descriptor.disconnecting
+
+
+def test_tcp_transports_hand_out_their_socket_and_pause_reading():
+    # getHandle: the fast path's raw send; pause/resumeProducing: the fast-writer brake.
+    for name in ("getHandle", "pauseProducing", "resumeProducing", "write", "loseConnection"):
+        assert callable(getattr(tcp.Connection, name))
+
+
+# -- autobahn and Daphne protocol attributes BoundedWebSocketProtocol uses -------------
+
+
+def test_websocket_protocol_attributes_we_rely_on_are_there():
+    assert {"STATE_OPEN", "STATE_CLOSED"} <= set(dir(WebSocketProtocol))
+    # failByDrop is one of autobahn's per-connection options (onConnect sets it False).
+    assert "failByDrop" in autobahn_protocol.WebSocketProtocol.CONFIG_ATTRS_COMMON
+    assert list(inspect.signature(WebSocketProtocol.sendCloseFrame).parameters)[:4] == [
+        "self",
+        "code",
+        "reasonUtf8",
+        "isReply",
+    ]
+    protocol_source = inspect.getsource(WebSocketProtocol)
+    for attribute in ("self.muted", "self.application_queue", "def serverSend", "def serverClose"):
+        assert attribute in protocol_source, attribute
+    autobahn_source = inspect.getsource(autobahn_protocol.WebSocketServerProtocol)
+    autobahn_source += inspect.getsource(autobahn_protocol.WebSocketProtocol)
+    for attribute in ("http_request_data", "http_response_data", "http_headers"):
+        assert f"self.{attribute}" in autobahn_source, attribute
