@@ -44,8 +44,14 @@ INSTALLED_APPS = [
     "documents",
 ]
 
+# The Daphne processes serve /static/ (WhiteNoise: streamsite/staticfiles.py) unless a
+# proxy does (deploy/nginx-locations.conf; SERVE_STATIC=0).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/ (WhiteNoise), unless a proxy serves it: see STATIC_ROOT below.
+    *(["streamsite.staticfiles.StaticFilesMiddleware"] if SERVE_STATIC else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,8 +139,19 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
-# Daphne serves /static/ itself unless a proxy (deploy/nginx.conf) does it.
-SERVE_STATIC = env_bool("SERVE_STATIC", True)
+# In production `manage.py collectstatic` writes content-hashed, compressed copies to
+# STATIC_ROOT and the pages name the hashed files (cached for a year); in DEBUG the
+# files are served from static/ and the apps as they are (no collectstatic needed).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # Messages live in the session (server side), not in a cookie: the admin shows
 # a new producer token or share link once, as a message (tenants/admin_base.py).

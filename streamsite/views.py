@@ -10,7 +10,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 
 from streams.models import Feed
 from streamsite import metrics
@@ -68,3 +69,13 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     except redis.RedisError:
         return HttpResponse("redis unavailable\n", status=503, content_type="text/plain")
     return HttpResponse(body, content_type="text/plain; version=0.0.4")
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Browsers ask for /favicon.ico on pages without a ``<link rel="icon">`` (the admin's).
+
+    Resolved per request, not when the URLconf loads: in production the name is
+    the collected, content-hashed one, and a missing manifest is then a system
+    check (streamsite.E004) rather than a URLconf that cannot load.
+    """
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
