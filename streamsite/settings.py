@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "streamsite.apps.StreamsiteConfig",  # system checks (streamsite/checks.py)
     "tenants",
     "streams",
     "documents",
