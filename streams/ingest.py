@@ -75,7 +75,8 @@ class IngestWriter:
 
     async def _run(self) -> None:
         while self._queue:
-            batch, count = [], 0
+            batch: list[tuple[Feed, Values, asyncio.Future[list[Sample]]]] = []
+            count = 0
             while self._queue and (
                 not batch or count + len(self._queue[0][1]) <= MAX_BATCH_SAMPLES
             ):

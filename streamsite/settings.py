@@ -166,8 +166,10 @@ LOGOUT_REDIRECT_URL = "login"
 # deployment names it; in a checkout with DEBUG on it is the private Redis that
 # `make run` records (streamsite/checkout.py), and none at all while `make run`
 # is not running: never whatever else listens on 127.0.0.1:6379.
+REDIS_URL: str
+REDIS_URL_ORIGIN: str  # environment, make run, none or default (streamsite.W002)
 if env_str("REDIS_URL"):
-    REDIS_URL, REDIS_URL_ORIGIN = env_str("REDIS_URL"), "environment"
+    REDIS_URL, REDIS_URL_ORIGIN = env_str("REDIS_URL") or "", "environment"
 elif DEBUG:
     REDIS_URL = recorded_redis_url() or f"unix://{VAR_DIR / 'redis' / 'not-running.sock'}"
     REDIS_URL_ORIGIN = "make run" if recorded_redis_url() else "none"

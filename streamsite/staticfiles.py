@@ -17,7 +17,7 @@ In DEBUG they are found in ``static/`` and the apps at each request, so
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest
@@ -35,7 +35,7 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         super().__init__(get_response)
         markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if self.autorefresh:
             static_file = await sync_to_async(self.find_file, thread_sensitive=False)(
                 request.path_info
@@ -48,9 +48,13 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if response.streaming:
             # The file is small (the site's own assets): read it in a thread and
             # hand Django an async iterator, as its ASGIStaticFilesHandler does.
-            chunks = await sync_to_async(list, thread_sensitive=False)(response.streaming_content)
+            chunks = await sync_to_async(_read, thread_sensitive=False)(response.streaming_content)
             response.streaming_content = _replay(chunks)
         return response
+
+
+def _read(content: Iterable[bytes]) -> list[bytes]:
+    return list(content)
 
 
 async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:

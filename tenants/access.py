@@ -90,5 +90,5 @@ def session_user(session_key: str | None, user: AbstractBaseUser | AnonymousUser
     if user is None or not user.is_authenticated:
         return user
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    now = auth.get_user(SimpleNamespace(session=store))
+    now = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]  # reads only .session
     return now if now.is_authenticated and now.pk == user.pk else AnonymousUser()
