@@ -209,6 +209,12 @@ def test_static_files_come_from_nginx_pages_and_health_from_daphne(nginx, backen
     assert body == (static_root / "streams" / "feed.js").read_bytes()
     cache_control = ", ".join(headers.get_all("Cache-Control"))
     assert "public" in cache_control and "max-age=3600" in cache_control
+    # What the pages name: the content-hashed copy, kept for good.
+    hashed = json.loads((static_root / "staticfiles.json").read_text())["paths"]["streams/feed.js"]
+    status, headers, body = fetch(f"{nginx.http}/static/{hashed}")
+    assert status == 200 and body == (static_root / "streams" / "feed.js").read_bytes()
+    assert "immutable" in ", ".join(headers.get_all("Cache-Control"))
+    assert headers["X-Content-Type-Options"] == "nosniff"
     # The backends themselves no longer serve them (SERVE_STATIC=0).
     assert fetch(f"{backends[0].http}/static/streams/feed.js")[0] == 404
     assert fetch(f"{nginx.http}/accounts/login/")[0] == 200
