@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 import websockets
+from websockets.typing import Origin
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,7 +96,7 @@ class Peak:
 async def upload(url: str, origin: str, data: bytes) -> tuple[dict, int]:
     """Send ``data`` as a new version; the answer and the size of the page frame that followed."""
     async with websockets.connect(
-        url, origin=origin, max_size=None, open_timeout=30, ping_interval=None
+        url, origin=Origin(origin), max_size=None, open_timeout=30, ping_interval=None
     ) as socket:
         await socket.recv()  # the current page
         await socket.send(data)
@@ -134,6 +135,7 @@ def main() -> None:
         big.write_bytes(big_tsv(99_000))
         target.start_server()
         try:
+            assert target.server is not None  # started above
             (pid,) = target.server.pids()[:1]
             document = target.create_document(seed)
             origin = f"http://127.0.0.1:{target.port}"

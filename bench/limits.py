@@ -129,6 +129,7 @@ try:
     def upload_all():
         return sorted(asyncio.run(uploads()))
 
+    assert target.server is not None  # started above
     pids = target.server.pids()
     peak = Peak(pids[0])
     t0 = time.monotonic()

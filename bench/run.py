@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,9 @@ class Row:
     verdict: str = ""
 
 
-Workload = Callable[[Target, LoadConfig, dict[str, Any], Path], Awaitable[list[WorkloadResult]]]
+Workload = Callable[
+    [Target, LoadConfig, dict[str, Any], Path], Coroutine[Any, Any, list[WorkloadResult]]
+]
 
 
 async def _fanout(t: Target, c: LoadConfig, p: dict[str, Any], tsv: Path) -> list[WorkloadResult]:
@@ -140,10 +142,11 @@ def wait_until_quiet(max_wait: float, threshold_pct: float = 15.0) -> float:
     whole second. On a shared machine another job's CPU would be charged to neither
     side but would slow both unpredictably.
     """
-    busy = psutil.cpu_percent(interval=1.0) * psutil.cpu_count()
+    cores = psutil.cpu_count() or 1  # None when the platform cannot tell
+    busy = psutil.cpu_percent(interval=1.0) * cores
     deadline = time.monotonic() + max_wait
     while busy > threshold_pct and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=1.0) * psutil.cpu_count()
+        busy = psutil.cpu_percent(interval=1.0) * cores
     return busy
 
 

@@ -224,10 +224,12 @@ class StreamsiteTarget:
             DATABASE_URL=os.environ.get("DATABASE_URL")
             or f"sqlite:///{self.tmpdir / 'bench.sqlite3'}",
             DJANGO_SUPERUSER_PASSWORD=secrets.token_urlsafe(16),
+            STATIC_ROOT=str(self.tmpdir / "static"),
         )
         env.update(BENCH_LIMITS)
         self.env = env
         self._manage("migrate", "--noinput")
+        self._manage("collectstatic", "--noinput")  # as the deployment recipe does
         tenant = self._manage("createtenant", self.tenant, "--owner", "bench", check=False)
         if tenant.returncode != 0 and "exist" not in (tenant.stdout + tenant.stderr).lower():
             raise TargetError(f"createtenant failed:\n{tenant.stdout}{tenant.stderr}")

@@ -37,7 +37,9 @@ class DocumentCreateForm(UploadForm):
 
     def __init__(self, *args, tenants: list[Tenant], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tenant"].queryset = Tenant.objects.filter(pk__in=[t.pk for t in tenants])
+        tenant_field = self.fields["tenant"]
+        assert isinstance(tenant_field, forms.ModelChoiceField)
+        tenant_field.queryset = Tenant.objects.filter(pk__in=[t.pk for t in tenants])
 
     def clean(self):
         cleaned = super().clean()

@@ -149,7 +149,8 @@ def document_export(document_id: int) -> tuple[Document, Iterator[list[str]]]:
         # if its first chunk is in the snapshot, all of them are.
         if document.row_count == 0 or (first is not None and first[0] == 0):
             return document, _exported_rows(document, first, chunks)
-        chunks.close()
+        # QuerySet.iterator() is a generator (closing it closes the cursor); the stubs say Iterator.
+        chunks.close()  # type: ignore[attr-defined]
     raise VersionGone(f"the document {document_id} changed {_READ_ATTEMPTS} times while read")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,7 +28,7 @@ from streamsite import frames
 from streamsite.control import access_changed
 from tenants import quotas
 from tenants.models import Tenant
-from tenants.services import audit_record, shared_object_settings_update
+from tenants.services import Actor, audit_record, shared_object_settings_update
 
 ShareMode = Literal["follow", "steer"]
 # Chunks per INSERT: ~100 rows each, so a batch is a few hundred kB of JSON.
@@ -53,7 +53,7 @@ def document_create(
     tenant: Tenant,
     name: str,
     data: bytes,
-    uploaded_by: AbstractBaseUser | None = None,
+    uploaded_by: User | None = None,
     share: ShareMode | None = None,
     limits: TSVLimits | None = None,
 ) -> DocumentUpload:
@@ -92,7 +92,7 @@ def document_replace(
     *,
     document: Document,
     data: bytes,
-    uploaded_by: AbstractBaseUser | None,
+    uploaded_by: User | None,
     limits: TSVLimits | None = None,
 ) -> DocumentUpload:
     """Make ``data`` the document's next version; every viewer moves to its page 1.
@@ -162,7 +162,7 @@ def document_rename(*, document: Document, name: str) -> Document:
 
 @transaction.atomic
 def document_share_set(
-    *, document: Document, share: ShareMode | None, actor: AbstractBaseUser | None = None
+    *, document: Document, share: ShareMode | None, actor: Actor = None
 ) -> Document:
     """Share by key (follow only, or steer and upload too), or revoke the key (None).
 
@@ -183,7 +183,7 @@ def document_share_set(
 
 
 @transaction.atomic
-def document_share_key_rotate(*, document: Document, actor: AbstractBaseUser | None = None) -> str:
+def document_share_key_rotate(*, document: Document, actor: Actor = None) -> str:
     """A new share key; the old one stops opening the document and its followers are cut off."""
     document.share_key = secrets.token_urlsafe(24)
     document.save(update_fields=["share_key"])
@@ -194,7 +194,7 @@ def document_share_key_rotate(*, document: Document, actor: AbstractBaseUser | N
     return document.share_key
 
 
-def document_share_key_revoke(*, document: Document, actor: AbstractBaseUser | None = None) -> None:
+def document_share_key_revoke(*, document: Document, actor: Actor = None) -> None:
     document_share_set(document=document, share=None, actor=actor)
 
 
@@ -248,7 +248,7 @@ DOCUMENT_SETTINGS = ("name", "allowed_origins")
 
 @transaction.atomic
 def document_settings_update(
-    *, document: Document, actor: AbstractBaseUser | None = None, **changes: str
+    *, document: Document, actor: Actor = None, **changes: str
 ) -> list[str]:
     """Change some of DOCUMENT_SETTINGS (the admin's form); returns the names that changed
     (see tenants.services.shared_object_settings_update)."""
@@ -262,7 +262,7 @@ def document_settings_update(
 
 
 @transaction.atomic
-def document_delete(*, document: Document, actor: AbstractBaseUser | None = None) -> None:
+def document_delete(*, document: Document, actor: Actor = None) -> None:
     """Delete the document and its rows; everyone watching it is told and disconnected (4403)."""
     tenant, document_uuid = document.tenant, document.uuid
     audit_record(

@@ -7,6 +7,7 @@ pages work without JavaScript too.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Generator, Iterator
 
@@ -32,6 +33,7 @@ from documents.models import Document
 from documents.parsing import ParserUnavailable
 from documents.tsv import TSVError, export_lines
 from streamsite import frames
+from streamsite.http import AuthenticatedHttpRequest
 from streamsite.slots import Lease
 from tenants import quotas
 from tenants.access import PUBLISH_ROLES, tenants_where
@@ -66,7 +68,7 @@ def _uploaded(upload: services.DocumentUpload) -> JsonResponse:
 
 
 @login_required
-def document_list(request: HttpRequest) -> HttpResponse:
+def document_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     """``/documents/``: the documents of my tenants, and a form to upload a new one."""
     uploadable = tenants_where(request.user, PUBLISH_ROLES)
     form = DocumentCreateForm(tenants=uploadable)
@@ -235,7 +237,7 @@ def document_upload(request: HttpRequest, document_uuid) -> HttpResponse:
     return redirect(f"{document.get_absolute_url()}{'?key=' + key if key else ''}")
 
 
-def document_export(request: HttpRequest, document_uuid) -> HttpResponse:
+def document_export(request: HttpRequest, document_uuid) -> HttpResponseBase:
     """``/documents/<uuid>/export.tsv``: the current version as a TSV download, streamed.
 
     Cells starting with ``=``, ``+``, ``-`` or ``@`` get a leading ``'`` so a
@@ -303,16 +305,16 @@ async def _async_pieces(pieces: Generator[bytes, None, None]) -> AsyncIterator[b
     the thread the view ran on: the one whose database connection holds the
     export's cursor.
     """
-    take = sync_to_async(next, thread_sensitive=True)
+    take = sync_to_async(functools.partial(next, pieces, None), thread_sensitive=True)
     try:
-        while (piece := await take(pieces, None)) is not None:
+        while (piece := await take()) is not None:
             yield piece
     finally:
         # A client that went away: close the cursor (and its snapshot) now.
         await sync_to_async(pieces.close, thread_sensitive=True)()
 
 
-def _released_when_sent(response: HttpResponseBase, lease: Lease) -> HttpResponseBase:
+def _released_when_sent(response: StreamingHttpResponse, lease: Lease) -> StreamingHttpResponse:
     """Hold the export slot until the body is sent: a streamed body is sent after the view returns."""
     if not response.streaming:
         lease.release_sync()

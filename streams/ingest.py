@@ -43,15 +43,17 @@ def _append_many(writes: list[Write]) -> list[StoredSamples | SampleRejected]:
         close_old_connections()
 
 
+# One frame waiting to be written: its feed, values, publish ids and future.
+Queued = tuple[Feed, Values, Sequence[str] | None, "asyncio.Future[StoredSamples]"]
+
+
 class IngestWriter:
     _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IngestWriter] = (
         weakref.WeakKeyDictionary()
     )
 
     def __init__(self) -> None:
-        self._queue: list[
-            tuple[Feed, Values, Sequence[str] | None, asyncio.Future[StoredSamples]]
-        ] = []
+        self._queue: list[Queued] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -78,7 +80,8 @@ class IngestWriter:
 
     async def _run(self) -> None:
         while self._queue:
-            batch, count = [], 0
+            batch: list[Queued] = []
+            count = 0
             while self._queue and (
                 not batch or count + len(self._queue[0][1]) <= MAX_BATCH_SAMPLES
             ):

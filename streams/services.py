@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F, Min
 
@@ -29,7 +28,7 @@ from streamsite.control import access_changed
 from streamsite.frames import encode
 from tenants import quotas
 from tenants.models import Tenant
-from tenants.services import audit_record, shared_object_settings_update
+from tenants.services import Actor, audit_record, shared_object_settings_update
 
 # Pruning old samples every so many keeps the per-sample cost flat.
 _PRUNE_EVERY = 500
@@ -106,13 +105,13 @@ def sample_inputs_from_frame(kind: str, frame: Any) -> list[tuple[float, float |
             raise SampleRejected(
                 "bad_frame", f'"values" takes at most {MAX_VALUES_PER_FRAME} samples'
             )
-        pairs = [(raw, None) for raw in raw_values]
+        pairs: list[tuple[Any, float | None]] = [(raw, None) for raw in raw_values]
     elif "value" in frame:
         ts = frame.get("ts")
         pairs = [(frame["value"], None if ts is None else _timestamp(ts))]
     else:
         raise SampleRejected("bad_frame", 'a frame needs "value" or "values"')
-    inputs = []
+    inputs: list[tuple[float, float | None]] = []
     for raw, ts in pairs:
         value = _number(raw, "value")
         if kind == FeedKind.BINARY and value not in (0.0, 1.0):
@@ -586,7 +585,7 @@ RECOMPUTE_CHUNK = 2000
 
 
 def feed_stats_recompute(
-    *, feed: Feed, chunk_size: int = RECOMPUTE_CHUNK, actor: AbstractBaseUser | None = None
+    *, feed: Feed, chunk_size: int = RECOMPUTE_CHUNK, actor: Actor = None
 ) -> StatsRecomputed:
     """Rebuild a feed's statistics from its retained samples, in seq order: the
     feed's state and every sample's ``stats_json``.
@@ -603,7 +602,8 @@ def feed_stats_recompute(
     out of the statistics: its ``stats_json`` repeats the statistics before it.
     """
     accumulator = accumulator_for(feed.kind, None)
-    after, read, excluded, first_excluded = 0, 0, 0, []
+    after, read, excluded = 0, 0, 0
+    first_excluded: list[int] = []
     while True:
         with transaction.atomic():
             locked = Feed.objects.select_for_update().only("pk", "kind", "stats").get(pk=feed.pk)
@@ -657,7 +657,7 @@ def feed_create(
     name: str,
     kind: str = FeedKind.BINARY,
     share: bool = False,
-    actor: AbstractBaseUser | None = None,
+    actor: Actor = None,
 ) -> Feed:
     """Raises tenants.quotas.QuotaExceeded (nothing created) when the tenant has max_feeds."""
     with transaction.atomic():
@@ -683,9 +683,7 @@ FEED_SETTINGS = ("name", "allowed_origins", "retention_count", "retention_second
 
 
 @transaction.atomic
-def feed_settings_update(
-    *, feed: Feed, actor: AbstractBaseUser | None = None, **changes: Any
-) -> list[str]:
+def feed_settings_update(*, feed: Feed, actor: Actor = None, **changes: Any) -> list[str]:
     """Change some of FEED_SETTINGS; returns the names that changed (see
     tenants.services.shared_object_settings_update)."""
     return shared_object_settings_update(
@@ -694,7 +692,7 @@ def feed_settings_update(
 
 
 @transaction.atomic
-def feed_share_key_rotate(*, feed: Feed, actor: AbstractBaseUser | None = None) -> str:
+def feed_share_key_rotate(*, feed: Feed, actor: Actor = None) -> str:
     """A new share key; viewers using the old one are disconnected."""
     feed.share_key = secrets.token_urlsafe(24)
     feed.save(update_fields=["share_key"])
@@ -704,7 +702,7 @@ def feed_share_key_rotate(*, feed: Feed, actor: AbstractBaseUser | None = None) 
 
 
 @transaction.atomic
-def feed_share_key_revoke(*, feed: Feed, actor: AbstractBaseUser | None = None) -> None:
+def feed_share_key_revoke(*, feed: Feed, actor: Actor = None) -> None:
     feed.share_key = None
     feed.save(update_fields=["share_key"])
     audit_record(actor=actor, tenant=feed.tenant, action="feed.share_key_revoked", target=feed)
@@ -719,7 +717,7 @@ def producer_create(
     name: str = "",
     config: dict[str, Any] | None = None,
     enabled: bool = True,
-    actor: AbstractBaseUser | None = None,
+    actor: Actor = None,
 ) -> tuple[Producer, str]:
     """Create a producer; returns it and its token, which is never stored or shown again."""
     producer = Producer(
@@ -748,7 +746,7 @@ def producer_update(
     producer: Producer,
     name: str,
     config: dict[str, Any],
-    actor: AbstractBaseUser | None = None,
+    actor: Actor = None,
 ) -> list[str]:
     """Rename or reconfigure; a running producer picks the config up when it next starts."""
     changed = [
@@ -771,7 +769,7 @@ def producer_update(
 
 
 @transaction.atomic
-def producer_token_rotate(*, producer: Producer, actor: AbstractBaseUser | None = None) -> str:
+def producer_token_rotate(*, producer: Producer, actor: Actor = None) -> str:
     """A new token (returned, shown once); connections using the old one are closed."""
     token = _set_token(producer)
     producer.save(update_fields=["token_hash", "token_prefix"])
@@ -787,7 +785,7 @@ def producer_token_rotate(*, producer: Producer, actor: AbstractBaseUser | None 
 
 
 @transaction.atomic
-def producer_token_revoke(*, producer: Producer, actor: AbstractBaseUser | None = None) -> None:
+def producer_token_revoke(*, producer: Producer, actor: Actor = None) -> None:
     producer.token_hash = None
     producer.token_prefix = ""
     producer.save(update_fields=["token_hash", "token_prefix"])
@@ -798,9 +796,7 @@ def producer_token_revoke(*, producer: Producer, actor: AbstractBaseUser | None 
 
 
 @transaction.atomic
-def producer_set_enabled(
-    *, producer: Producer, enabled: bool, actor: AbstractBaseUser | None = None
-) -> None:
+def producer_set_enabled(*, producer: Producer, enabled: bool, actor: Actor = None) -> None:
     """Disabled producers are refused and stopped by runproducers within seconds."""
     producer.enabled = enabled
     producer.save(update_fields=["enabled"])

@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
@@ -87,14 +94,14 @@ def feed_detail(request: HttpRequest, feed_uuid) -> HttpResponse:
 
 @csrf_exempt  # POST is authorised by the producer token, not by a cookie
 @require_http_methods(["GET", "POST"])
-def feed_samples(request: HttpRequest, feed_uuid) -> HttpResponse:
+def feed_samples(request: HttpRequest, feed_uuid) -> HttpResponseBase:
     """``/api/feeds/<uuid>/samples/``: GET reads the feed's history, POST publishes."""
     if request.method == "GET":
         return sample_history(request, feed_uuid)
     return publish_samples(request, feed_uuid)
 
 
-def sample_history(request: HttpRequest, feed_uuid) -> HttpResponse:
+def sample_history(request: HttpRequest, feed_uuid) -> HttpResponseBase:
     """``GET /api/feeds/<uuid>/samples/?since=&limit=&format=csv|json``.
 
     Who may watch the feed (streams.access.feed_for_viewer) may download it:
@@ -187,7 +194,7 @@ def publish_samples(request: HttpRequest, feed_uuid) -> JsonResponse:
     return JsonResponse(stored.ack(values_frame=frame.is_values))
 
 
-async def feed_events(request: HttpRequest, feed_uuid) -> StreamingHttpResponse:
+async def feed_events(request: HttpRequest, feed_uuid) -> HttpResponseBase:
     """``/feeds/<uuid>/events/``: the viewer stream as Server-Sent Events.
 
     Same frames as the WebSocket, one ``data:`` line each; samples carry

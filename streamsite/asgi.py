@@ -10,17 +10,15 @@ django_asgi_app = get_asgi_application()
 # Imported after Django is set up: the routes import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from streamsite.bodylimits import BodyLimitApp  # noqa: E402
 from streamsite.routing import WebSocketRouter, websocket_urlpatterns  # noqa: E402
 from streamsite.security import OriginGate  # noqa: E402
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
-# Under streamsite.server, Daphne's HTTP layer refuses oversized bodies first;
-# this covers other ASGI servers (manage.py runserver, uvicorn).
-http_app = BodyLimitApp(http_app)
+# Static files are served by a middleware (streamsite/staticfiles.py). Under
+# streamsite.server, Daphne's HTTP layer refuses oversized bodies first; this
+# covers other ASGI servers (manage.py runserver, uvicorn).
+http_app = BodyLimitApp(django_asgi_app)
 
 websocket_router = WebSocketRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(

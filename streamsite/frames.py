@@ -16,6 +16,7 @@ on what the real server sent).
 # No "from __future__ import annotations": TypedDict needs NotRequired evaluated to
 # tell optional fields from required ones (__optional_keys__, used by check()).
 import json
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Any, Literal, NotRequired, TypedDict, get_args, get_type_hints
 
@@ -160,7 +161,7 @@ FRAMES: dict[str, Any] = {
 }
 
 
-def encode(frame: Frame | dict[str, Any]) -> str:
+def encode(frame: Mapping[str, Any]) -> str:
     """The one JSON encoding of a frame: compact, and never NaN or Infinity."""
     return json.dumps(frame, separators=(",", ":"), allow_nan=False)
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import redis
 from django.conf import settings
+from redis.typing import EncodableT
 
 from streamsite import hub
 
@@ -93,6 +94,7 @@ class Flusher:
     _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
         weakref.WeakKeyDictionary()
     )
+    task: asyncio.Task[None]
 
     @classmethod
     def ensure_running(cls) -> None:
@@ -112,7 +114,7 @@ class Flusher:
 
 def flush() -> None:
     key = f"metrics:proc:{_process_id}"
-    snapshot = {name: str(value) for name, value in _counts.items()}
+    snapshot: dict[EncodableT, EncodableT] = {name: str(value) for name, value in _counts.items()}
     if not snapshot:
         return
     with hub.sync_client().pipeline(transaction=False) as pipe:
@@ -135,14 +137,19 @@ def _labels(kind: str) -> str:
     return f'{{kind="{label_value(kind)}"}}' if kind else ""
 
 
+def _text(stored: bytes | str) -> str:
+    # The clients here return bytes (no decode_responses); the stubs allow either.
+    return stored.decode() if isinstance(stored, bytes) else stored
+
+
 def render(client: redis.Redis, feed_names: dict[str, str]) -> str:
     """Prometheus text exposition of every process's totals and per-feed rates."""
     totals: Counter[str] = Counter()
     for key in client.scan_iter("metrics:proc:*", count=500):
-        for field, value in client.hgetall(key).items():
-            totals[field.decode()] += int(value)
-    for field, value in client.hgetall("metrics:global").items():
-        totals[field.decode()] += int(value)
+        for stored, count in client.hgetall(key).items():
+            totals[_text(stored)] += int(count)
+    for stored, count in client.hgetall("metrics:global").items():
+        totals[_text(stored)] += int(count)
     lines: list[str] = []
     for name, (kind, help_text) in METRICS.items():
         lines += [f"# HELP streamsite_{name} {help_text}", f"# TYPE streamsite_{name} {kind}"]

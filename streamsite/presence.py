@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -148,7 +148,7 @@ def watching(group: str) -> list[dict[str, Any]]:
     """Everyone watching the group now, oldest first (sync, for the admin)."""
     client = hub.sync_client()
     cutoff = time.time() - EXPIRY_SECONDS
-    members = client.zrangebyscore(_members_key(group), cutoff, "+inf")
+    members = cast(list[bytes], client.zrangebyscore(_members_key(group), cutoff, "+inf"))
     if not members:
         return []
     details = client.hmget(_info_key(group), members)

@@ -168,7 +168,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             self._reading_paused = False
             self.transport.resumeProducing()
         else:
-            reactor.callLater(0.05, self._resume_when_read)
+            reactor.callLater(0.05, self._resume_when_read)  # type: ignore[arg-type]  # the stubs type `reactor` as the IReactorTime interface, declared without self
 
     def serverClose(self, code=None):  # noqa: N802 (Daphne's name)
         if code in PROTOCOL_CLOSE_CODES:
@@ -308,7 +308,7 @@ class BodyLimitedRequest(WebRequest):
         transport.write(head.encode() + body)
         lose_write = getattr(transport, "loseWriteConnection", None)
         (lose_write or transport.loseConnection)()
-        reactor.callLater(self.linger_seconds, _abort, transport)
+        reactor.callLater(self.linger_seconds, _abort, transport)  # type: ignore[arg-type]  # the stubs type `reactor` as the IReactorTime interface, declared without self
         metrics.inc("http_bodies_refused_total")
         with contextlib.suppress(Exception):
             peer = self.getClientAddress()

@@ -41,13 +41,20 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "streamsite.apps.StreamsiteConfig",  # system checks (streamsite/checks.py)
     "tenants",
     "streams",
     "documents",
 ]
 
+# The Daphne processes serve /static/ (WhiteNoise: streamsite/staticfiles.py) unless a
+# proxy does (deploy/nginx-locations.conf; SERVE_STATIC=0).
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /static/ (WhiteNoise), unless a proxy serves it: see STATIC_ROOT below.
+    *(["streamsite.staticfiles.StaticFilesMiddleware"] if SERVE_STATIC else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -135,8 +142,19 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
-# Daphne serves /static/ itself unless a proxy (deploy/nginx.conf) does it.
-SERVE_STATIC = env_bool("SERVE_STATIC", True)
+# In production `manage.py collectstatic` writes content-hashed, compressed copies to
+# STATIC_ROOT and the pages name the hashed files (cached for a year); in DEBUG the
+# files are served from static/ and the apps as they are (no collectstatic needed).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # Messages live in the session (server side), not in a cookie: the admin shows
 # a new producer token or share link once, as a message (tenants/admin_base.py).
@@ -150,8 +168,10 @@ LOGOUT_REDIRECT_URL = "login"
 # deployment names it; in a checkout with DEBUG on it is the private Redis that
 # `make run` records (streamsite/checkout.py), and none at all while `make run`
 # is not running: never whatever else listens on 127.0.0.1:6379.
+REDIS_URL: str
+REDIS_URL_ORIGIN: str  # environment, make run, none or default (streamsite.W002)
 if env_str("REDIS_URL"):
-    REDIS_URL, REDIS_URL_ORIGIN = env_str("REDIS_URL"), "environment"
+    REDIS_URL, REDIS_URL_ORIGIN = env_str("REDIS_URL") or "", "environment"
 elif DEBUG:
     REDIS_URL = recorded_redis_url() or f"unix://{VAR_DIR / 'redis' / 'not-running.sock'}"
     REDIS_URL_ORIGIN = "make run" if recorded_redis_url() else "none"

@@ -10,6 +10,7 @@ is recorded in ``var/server/url`` the same way.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -36,7 +37,8 @@ def manage(*args: str) -> list[str]:
 def main() -> int:
     # Lines as they happen, also into a pipe or a file (`make run | tee run.log`,
     # a test waiting for the URL): block buffering held them back until exit.
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     apply_development_defaults()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     # The pages are served on this port: only they may open sockets with the session.

@@ -1,8 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from streamsite import views
 from tenants import views as tenant_views
@@ -28,7 +26,7 @@ urlpatterns = [
     path("metrics", views.metrics_view, name="metrics"),
     path("api/openapi.json", views.openapi_view, name="openapi"),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin's).
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("", include("streams.urls")),
     path("", include("documents.urls")),
 ]

@@ -12,7 +12,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.templatetags.static import static
 from django.views import csrf
 
 from streams.models import Feed
@@ -92,3 +93,13 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
             frames.error(frames.ErrorCode.FORBIDDEN, f"CSRF check failed: {reason}"), status=403
         )
     return csrf.csrf_failure(request, reason=reason)
+
+
+def favicon(request: HttpRequest) -> HttpResponsePermanentRedirect:
+    """Browsers ask for /favicon.ico on pages without a ``<link rel="icon">`` (the admin's).
+
+    Resolved per request, not when the URLconf loads: in production the name is
+    the collected, content-hashed one, and a missing manifest is then a system
+    check (streamsite.E004) rather than a URLconf that cannot load.
+    """
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

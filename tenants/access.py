@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import CharField, Model, OuterRef, QuerySet, Subquery, Value
 
 from tenants.models import Membership, Role, Tenant
@@ -86,17 +86,18 @@ def with_caller_role(queryset: QuerySet[M], user: Any) -> QuerySet[M]:
     One query for the object and the caller's membership together (a subquery),
     instead of one for the object and another per capability asked.
     """
+    # django-stubs types annotate() as losing the model type; the rows are still M's.
     if user is None or not user.is_authenticated:
-        return queryset.annotate(caller_role=Value(None, output_field=CharField()))
+        return queryset.annotate(caller_role=Value(None, output_field=CharField()))  # type: ignore[return-value]
     role = Membership.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=user.pk)
-    return queryset.annotate(caller_role=Subquery(role.values("role")[:1]))
+    return queryset.annotate(caller_role=Subquery(role.values("role")[:1]))  # type: ignore[return-value]
 
 
 def get_or_none(queryset: QuerySet[M], **lookup: Any) -> M | None:
     """The one row matching ``lookup``, or None (also for a malformed UUID)."""
     try:
         return queryset.get(**lookup)
-    except (queryset.model.DoesNotExist, ValueError, ValidationError):
+    except (ObjectDoesNotExist, ValueError, ValidationError):
         return None
 
 
@@ -171,5 +172,5 @@ def session_user(session_key: str | None, user: AbstractBaseUser | AnonymousUser
     if user is None or not user.is_authenticated:
         return user
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    now = auth.get_user(SimpleNamespace(session=store))
+    now = auth.get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]  # reads only .session
     return now if now.is_authenticated and now.pk == user.pk else AnonymousUser()

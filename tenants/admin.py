@@ -112,7 +112,7 @@ class TenantAdmin(TenantScopedAdmin):
         # Computed once per tenant and page: the list shows four columns of it.
         cached = getattr(tenant, "_quota_usage", None)
         if cached is None:
-            cached = tenant._quota_usage = {u.name: u for u in quotas.usage(tenant)}
+            cached = tenant._quota_usage = {u.name: u for u in quotas.usage(tenant)}  # type: ignore[attr-defined]  # a cache on the row
         return cached
 
     @admin.display(description="feeds")
@@ -152,7 +152,8 @@ class TenantAdmin(TenantScopedAdmin):
     @admin.display(description="members", ordering="member_count")
     def member_count_link(self, tenant: Tenant) -> str:
         url = reverse("admin:tenants_membership_changelist") + f"?tenant__id__exact={tenant.pk}"
-        return format_html('<a href="{}">{}</a>', url, tenant.member_count)
+        # member_count: annotated by get_queryset.
+        return format_html('<a href="{}">{}</a>', url, tenant.member_count)  # type: ignore[attr-defined]
 
     @admin.display(description="members")
     def member_list(self, tenant: Tenant) -> str:
@@ -338,10 +339,9 @@ class AuditEntryAdmin(TenantScopedAdmin):
     list_filter = ["action", ("tenant", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["tenant", "actor"]
     search_fields = ["target_repr", "actor__username", "action"]
-    fields = [
+    fields = readonly_fields = (
         "at", "tenant", "actor", "action", "target_type", "target_repr", "target_uuid", "details"
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -60,7 +60,7 @@ def owned_tenant_ids(request: HttpRequest) -> frozenset[int] | None:
                     "tenant_id", flat=True
                 )
             )
-        request._owned_tenant_ids = cached
+        request._owned_tenant_ids = cached  # type: ignore[attr-defined]  # a cache on the request
     return cached
 
 
@@ -196,7 +196,7 @@ def object_action(
     """
 
     def mark(method: Callable) -> Callable:
-        method.object_action = ObjectAction(label, shown, confirm)
+        method.object_action = ObjectAction(label, shown, confirm)  # type: ignore[attr-defined]  # read by _action
         return method
 
     return mark
@@ -239,13 +239,16 @@ class ObjectActionsAdmin(TenantScopedAdmin):
         getattr(self, name)(request, obj)
         return redirect(reverse(f"admin:{self._url_name('change')}", args=[obj.pk]))
 
-    def get_actions(self, request: HttpRequest) -> dict[str, tuple[Callable, str, str]]:
+    def get_actions(
+        self, request: HttpRequest
+    ) -> dict[str, tuple[Callable[..., str], str, str] | None]:
         actions = super().get_actions(request)
         if not self.has_change_permission(request):
             return actions
         for name in self.object_actions:
             label = self._action(name).label
-            actions[name] = (partial(self._bulk, name), name, f"{label} (selected)")
+            # django-stubs has an action return str; Django takes any response or None.
+            actions[name] = (partial(self._bulk, name), name, f"{label} (selected)")  # type: ignore[assignment]
         return actions
 
     def _bulk(self, name: str, modeladmin, request: HttpRequest, queryset) -> None:
@@ -347,7 +350,7 @@ class WatchingAdmin:
         for viewer in viewers:
             since = datetime.fromtimestamp(viewer.get("since", 0), tz=UTC)
             who = viewer.get("user") or "share-key viewer"
-            how = {"session": "signed in", "share key": "share key"}.get(viewer.get("via"), "?")
+            how = {"session": "signed in", "share key": "share key"}.get(viewer.get("via", ""), "?")
             when = f"{timezone.localtime(since):%Y-%m-%d %H:%M:%S %Z} ({ago(since, now)})"
             rows.append((who, how, when))
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
@@ -375,6 +378,7 @@ def view_on_site(request: HttpRequest, content_type_id: int, object_id: str) -> 
     document UUIDs. Here the object must be one the staff member may view in
     the admin; anything else is not found.
     """
+    from django.contrib.admin.exceptions import NotRegistered
     from django.contrib.contenttypes.models import ContentType
     from django.contrib.contenttypes.views import shortcut
 
@@ -382,9 +386,11 @@ def view_on_site(request: HttpRequest, content_type_id: int, object_id: str) -> 
         model = ContentType.objects.get_for_id(content_type_id).model_class()
     except ContentType.DoesNotExist:
         raise Http404("no such object") from None
+    if model is None:  # a content type whose model is gone
+        raise Http404("no such object")
     try:
         model_admin = admin.site.get_model_admin(model)
-    except admin.sites.NotRegistered:
+    except NotRegistered:
         raise Http404("no such object") from None
     obj = model_admin.get_object(request, unquote(object_id))
     if obj is None or not model_admin.has_view_permission(request, obj):

@@ -10,13 +10,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core import signing
 from django.db import models, transaction
 
 from streamsite.control import access_changed
 from tenants.access import sole_owner
 from tenants.models import AuditEntry, Membership, Role, Tenant
+
+# Who did something, for the audit log: a user, or nobody (a command line). A
+# signed-out request's AnonymousUser is recorded as nobody.
+Actor = User | AnonymousUser | None
 
 # Details of an audit entry are shown to every owner of the tenant: these never go in.
 _SECRET_DETAIL_NAMES = frozenset({"token", "share_key", "key", "password", "secret"})
@@ -28,7 +32,7 @@ class MembershipError(ValueError):
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | None,
+    actor: Actor,
     tenant: Tenant | None,
     action: str,
     target: models.Model,
@@ -41,7 +45,7 @@ def audit_record(
         raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
     target_uuid = getattr(target, "uuid", None)
     return AuditEntry.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=actor if isinstance(actor, User) else None,
         tenant=tenant,
         action=action,
         target_type=target._meta.label_lower,
@@ -52,9 +56,7 @@ def audit_record(
 
 
 @transaction.atomic
-def tenant_create(
-    *, slug: str, name: str = "", owner: AbstractBaseUser, actor: AbstractBaseUser | None = None
-) -> Tenant:
+def tenant_create(*, slug: str, name: str = "", owner: User, actor: Actor = None) -> Tenant:
     tenant = Tenant.objects.create(slug=slug, name=name or slug)
     Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
     audit_record(
@@ -68,7 +70,7 @@ def tenant_create(
 
 
 @transaction.atomic
-def tenant_rename(*, tenant: Tenant, name: str, actor: AbstractBaseUser | None = None) -> None:
+def tenant_rename(*, tenant: Tenant, name: str, actor: Actor = None) -> None:
     previous, tenant.name = tenant.name, name
     tenant.save(update_fields=["name"])
     audit_record(
@@ -81,9 +83,7 @@ def tenant_rename(*, tenant: Tenant, name: str, actor: AbstractBaseUser | None =
 
 
 @transaction.atomic
-def tenant_quotas_set(
-    *, tenant: Tenant, actor: AbstractBaseUser | None = None, **values: int | None
-) -> list[str]:
+def tenant_quotas_set(*, tenant: Tenant, actor: Actor = None, **values: int | None) -> list[str]:
     """Set the tenant's own quotas (``quota_<name>``; None: the default setting).
 
     Returns the fields that changed. Callers check who may (superusers only: an
@@ -109,9 +109,7 @@ def tenant_quotas_set(
 
 
 @transaction.atomic
-def membership_set(
-    *, tenant: Tenant, user: AbstractBaseUser, role: Role, actor: AbstractBaseUser | None = None
-) -> Membership:
+def membership_set(*, tenant: Tenant, user: User, role: Role, actor: Actor = None) -> Membership:
     """Add the user to the tenant with this role, or change their role."""
     previous = (
         Membership.objects.select_for_update()
@@ -136,7 +134,7 @@ def membership_set(
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None = None) -> None:
+def membership_remove(*, membership: Membership, actor: Actor = None) -> None:
     """The user leaves the tenant; their open connections to its objects are closed."""
     tenant, user = membership.tenant, membership.user
     if sole_owner(tenant.pk, user.pk):
@@ -152,9 +150,7 @@ def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None 
     access_changed(tenant_uuid=tenant.uuid, user_id=user.pk)
 
 
-def user_get_or_create(
-    *, username: str, password: str | None = None
-) -> tuple[AbstractBaseUser, bool]:
+def user_get_or_create(*, username: str, password: str | None = None) -> tuple[User, bool]:
     """Fetch a user, or create one with the given password (else DJANGO_SUPERUSER_PASSWORD).
 
     A created user without any password gets an unusable one, as createsuperuser does.
@@ -168,7 +164,7 @@ def user_get_or_create(
     return user, True
 
 
-def user_allow_admin(*, user: AbstractBaseUser) -> None:
+def user_allow_admin(*, user: User) -> None:
     """Let the user sign in to /admin/ (is_staff): they see the tenants they own there."""
     if not user.is_staff:
         user.is_staff = True
@@ -198,10 +194,10 @@ class Invitation:
     tenant: Tenant
     username: str
     role: Role
-    inviter: AbstractBaseUser
+    inviter: User
 
 
-def membership_invite(*, tenant: Tenant, username: str, role: Role, actor: AbstractBaseUser) -> str:
+def membership_invite(*, tenant: Tenant, username: str, role: Role, actor: User) -> str:
     """A token inviting ``username`` into the tenant with this role (audited as typed)."""
     audit_record(
         actor=actor,
@@ -214,7 +210,7 @@ def membership_invite(*, tenant: Tenant, username: str, role: Role, actor: Abstr
     return signing.dumps(payload, salt=INVITATION_SALT, compress=True)
 
 
-def invitation_read(*, token: str, user: AbstractBaseUser) -> Invitation:
+def invitation_read(*, token: str, user: User) -> Invitation:
     """The invitation for this signed-in user, or InvitationError saying why not."""
     try:
         payload = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_MAX_AGE_SECONDS)
@@ -230,7 +226,7 @@ def invitation_read(*, token: str, user: AbstractBaseUser) -> Invitation:
         inviter.is_superuser
         or Membership.objects.filter(tenant=tenant, user=inviter, role=Role.OWNER).exists()
     )
-    if tenant is None or not still_owner:
+    if tenant is None or inviter is None or not still_owner:
         raise InvitationError("This invitation is no longer valid; ask for a new one.")
     superseded = AuditEntry.objects.filter(
         tenant=tenant,
@@ -244,7 +240,7 @@ def invitation_read(*, token: str, user: AbstractBaseUser) -> Invitation:
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, user: AbstractBaseUser) -> Membership:
+def invitation_accept(*, token: str, user: User) -> Membership:
     """Join the tenant the token invites ``user`` into (audited as added by the inviter)."""
     invitation = invitation_read(token=token, user=user)
     if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
@@ -259,7 +255,7 @@ def shared_object_settings_update(
     obj: models.Model,
     allowed: Sequence[str],
     action: str,
-    actor: AbstractBaseUser | None,
+    actor: Actor,
     changes: dict[str, Any],
 ) -> list[str]:
     """Change some of a feed's or document's ``allowed`` settings; returns the names that

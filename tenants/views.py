@@ -6,6 +6,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from streamsite.http import AuthenticatedHttpRequest
 from tenants import services
 
 
@@ -18,7 +19,7 @@ def not_found_or_sign_in(request: HttpRequest, *, key: str | None, what: str) ->
 
 
 @login_required
-def invitation_accept(request: HttpRequest) -> HttpResponse:
+def invitation_accept(request: AuthenticatedHttpRequest) -> HttpResponse:
     """``/invitations/?token=``: an owner's invitation to join their tenant; POST accepts.
 
     The token rides in the query string, which the access log leaves out.

@@ -209,6 +209,12 @@ def test_static_files_come_from_nginx_pages_and_health_from_daphne(nginx, backen
     assert body == (static_root / "streams" / "feed.js").read_bytes()
     cache_control = ", ".join(headers.get_all("Cache-Control"))
     assert "public" in cache_control and "max-age=3600" in cache_control
+    # What the pages name: the content-hashed copy, kept for good.
+    hashed = json.loads((static_root / "staticfiles.json").read_text())["paths"]["streams/feed.js"]
+    status, headers, body = fetch(f"{nginx.http}/static/{hashed}")
+    assert status == 200 and body == (static_root / "streams" / "feed.js").read_bytes()
+    assert "immutable" in ", ".join(headers.get_all("Cache-Control"))
+    assert headers["X-Content-Type-Options"] == "nosniff"
     # The backends themselves no longer serve them (SERVE_STATIC=0).
     assert fetch(f"{backends[0].http}/static/streams/feed.js")[0] == 404
     assert fetch(f"{nginx.http}/accounts/login/")[0] == 200
@@ -377,12 +383,18 @@ def test_behind_nginx_the_address_cap_counts_the_client_not_the_address_it_claim
 
 
 @pytest.mark.parametrize(
-    ("override", "expected"),
-    [({}, "no issues"), ({"SECURE_HSTS_SECONDS": "0"}, "security.W004")],
-    ids=["production", "without-hsts"],
+    ("override", "collect", "expected"),
+    [
+        ({}, True, "no issues"),
+        ({"SECURE_HSTS_SECONDS": "0"}, True, "security.W004"),
+        ({}, False, "streamsite.E004"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, True, "streamsite.W001"),
+    ],
+    ids=["production", "without-hsts", "without-collectstatic", "on-sqlite"],
 )
-def test_check_deploy_is_clean_under_production_settings(override, expected):
-    """The documented production environment (.env.example) with a real secret key."""
+def test_check_deploy_is_clean_under_production_settings(override, collect, expected, tmp_path):
+    """The documented production environment (.env.example) with a real secret key,
+    after the recipe's collectstatic (and without it)."""
     environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
     for line in (ROOT / ".env.example").read_text().splitlines():
         if line and not line.startswith("#"):
@@ -391,8 +403,16 @@ def test_check_deploy_is_clean_under_production_settings(override, expected):
     environment.update(
         SECRET_KEY=secrets.token_urlsafe(50),
         SERVE_STATIC="0",
+        STATIC_ROOT=str(tmp_path / "static"),
         **override,
     )
+    if collect:
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+            cwd=ROOT,
+            env=environment,
+            check=True,
+        )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -77,12 +78,14 @@ def test_a_second_shell_reaches_the_redis_make_run_recorded(world, tmp_path):
     subscriber.close()
 
 
-def test_favicon_ico_leads_to_the_sites_icon(client):
-    from django.contrib.staticfiles import finders
-
-    response = client.get("/favicon.ico")
-    assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
-    assert "<svg" in open(finders.find("favicon.svg")).read()
+async def test_favicon_ico_leads_to_the_sites_icon(async_client):
+    response = await async_client.get("/favicon.ico")
+    # The content-hashed name of the collected copy (streamsite/staticfiles.py).
+    assert response.status_code == 301
+    assert re.fullmatch(r"/static/favicon\.[0-9a-f]{12}\.svg", response["Location"])
+    icon = await async_client.get(response["Location"])
+    assert icon.status_code == 200 and icon["Content-Type"] == "image/svg+xml"
+    assert b"<svg" in b"".join([chunk async for chunk in icon.streaming_content])
 
 
 def test_the_server_url_record_is_removed_only_by_the_run_that_wrote_it(tmp_path, monkeypatch):

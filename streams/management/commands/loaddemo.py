@@ -61,7 +61,7 @@ class Command(BaseCommand):
             clock = self._feed(tenant, CLOCK, FeedKind.NUMERIC)
             pin = self._feed(tenant, PIN, FeedKind.BINARY)
             buzzer = self._feed(tenant, BUZZER, FeedKind.BINARY, share=True)
-            chain = [
+            chain: list[tuple[Feed, ProducerKind, dict[str, object]]] = [
                 (clock, ProducerKind.CLOCK, {"interval_ms": 1000, "ack_feed": str(pin.uuid)}),
                 (pin, ProducerKind.IOPIN, {"source": str(clock.uuid), "chance": 0.5}),
                 (buzzer, ProducerKind.BUZZER, {"source": str(pin.uuid)}),

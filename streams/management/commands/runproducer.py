@@ -26,7 +26,7 @@ def find_producer(ref: str) -> Producer:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        feed_filter = {"feed__name": ref}
+        feed_filter: dict[str, object] = {"feed__name": ref}
         try:
             feed_filter = {"feed__uuid": uuid.UUID(ref)}
         except ValueError:
