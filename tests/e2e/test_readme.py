@@ -5,7 +5,8 @@ The committed HEAD of this checkout is cloned into a temporary directory, and
 at the end) with nothing exported but `PORT`, a free one, so that it collides
 with nothing (Redis: `make run` always takes a free port of its own). To keep
 the test affordable the clone reuses this checkout's virtualenv: `.venv` is a
-symlink to it, and the clone's `requirements.txt` is dated back to 2000 so that
+symlink to it, and the clone's requirement files (the prerequisites of
+`.venv/.installed` in the Makefile) are dated back to 2000 so that
 `.venv/.installed` is newer and make does not reinstall.
 
 Every `python manage.py ...` command the README shows is taken from README.md
@@ -172,13 +173,23 @@ class Clone:
         return sqlite3.connect(f"file:{self.path / 'db.sqlite3'}?mode=ro", uri=True, timeout=30)
 
 
+def installed_prerequisites(makefile: Path) -> list[str]:
+    """What the Makefile's ``$(VENV)/.installed`` rule depends on (the requirement files)."""
+    for line in makefile.read_text().splitlines():
+        if line.startswith("$(VENV)/.installed:"):
+            return line.split(":", 1)[1].split()
+    raise AssertionError("the Makefile has no $(VENV)/.installed rule")
+
+
 def make_clone(base: Path) -> Clone:
     path = base / "streamsite"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(path)], check=True)
     venv = (ROOT / ".venv").resolve()
     assert (venv / ".installed").exists(), "set up .venv first (make test)"
     (path / ".venv").symlink_to(venv)
-    os.utime(path / "requirements.txt", (946684800, 946684800))  # 2000-01-01
+    # Every prerequisite of the Makefile's .venv/.installed, dated 2000-01-01.
+    for prerequisite in installed_prerequisites(path / "Makefile"):
+        os.utime(path / prerequisite, (946684800, 946684800))
     clone = Clone(path=path, home=base / "home", bin=base / "bin")
     clone.home.mkdir()
     clone.bin.mkdir()
