@@ -309,6 +309,7 @@ RUN_BY = {
     "importtsv": "test_importtsv_new_version_reaches_an_open_viewer",
     "recomputestats": "test_recomputestats_rebuilds_a_feed_of_the_running_service",
     "check": "test_check_deploy_with_production_values_reports_no_issues",
+    "collectstatic": "test_check_deploy_with_production_values_reports_no_issues",
     "runproducer": "test_without_make_run_live_commands_say_so_in_one_line",
     "runproducers": "test_without_make_run_live_commands_say_so_in_one_line",
 }
