@@ -10,19 +10,28 @@ from streamsite import hub, metrics
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_healthz_reports_database_and_redis_ok(client):
+def test_healthz_reports_database_redis_and_the_live_path(client, settings):
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "redis": "ok", "hub": "ok"}
+    live = body["live"]
+    assert live["hub"] == {
+        "groups": 0,
+        "unconfirmed": 0,
+        "reader": "idle",
+        "connected": True,
+        "last_heard_seconds": None,
+    }
+    assert live["publisher_backlog"] >= 0 and live["ingest_backlog"] == 0
+    pool = live["redis_pool"]
+    assert pool["max"] == settings.REDIS_POOL_SIZE
+    assert 1 <= pool["open"] <= pool["max"] and pool["in_use"] <= pool["open"]
 
 
 def test_healthz_names_redis_when_it_is_down(client, settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0"}]},
-        }
-    }
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     body = response.json()
