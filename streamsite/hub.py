@@ -277,13 +277,12 @@ class Hub:
         """Why this hub cannot deliver now, in a few words; None when it can (or has nothing to)."""
         if not self._groups:
             return None
-        status = self.status()
-        if status["reader"] != "running":
+        if self._reader is None or self._reader.done():
             return "subscribed groups but no reader"
         if not self._connected:
             return "reader lost Redis"
-        heard = status["last_heard_seconds"]
-        if heard is None or heard > STALE_AFTER_SECONDS:
+        heard = self._last_heard
+        if heard is None or time.monotonic() - heard > STALE_AFTER_SECONDS:
             return f"nothing heard from Redis for over {STALE_AFTER_SECONDS:.0f} s"
         return None
 

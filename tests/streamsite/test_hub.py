@@ -219,3 +219,13 @@ async def test_a_quiet_subscription_is_kept_heard_by_pings(runtime, monkeypatch)
         await asyncio.sleep(0.3)
         assert runtime.hub.status()["last_heard_seconds"] < 1.0
     await runtime.hub.leave("quiet", subscriber)
+
+
+async def test_a_hub_whose_reader_stopped_with_groups_subscribed_reports_it(runtime):
+    subscriber = Recorder()
+    await runtime.hub.join("stuck", subscriber)
+    runtime.hub._reader.cancel()  # as if the reader had died
+    await eventually(lambda: runtime.hub._reader.done())
+    assert runtime.hub.problem() == "subscribed groups but no reader"
+    await runtime.hub.leave("stuck", subscriber)
+    assert runtime.hub.problem() is None
