@@ -241,8 +241,8 @@ class Hub:
     """The one Redis subscription of this event loop (owned by streamsite.runtime.Runtime)."""
 
     def __init__(self, client: aredis.Redis) -> None:
-        # PubSub takes one connection out of the client's pool at its first
-        # SUBSCRIBE and keeps it (see streamsite/runtime.py for the count).
+        # PubSub takes a connection out of the client's pool at its first SUBSCRIBE
+        # and keeps it; the runtime gives it a pool of its own (streamsite/runtime.py).
         self._pubsub = client.pubsub()
         self._groups: dict[str, set[Subscriber]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}

@@ -132,7 +132,9 @@ def _snapshot() -> dict[str, str]:
     return {name: str(value) for name, value in _counts.items()}
 
 
-def _write_snapshot(pipe: redis.client.Pipeline | aredis.client.Pipeline, snapshot) -> None:
+def _write_snapshot(
+    pipe: redis.client.Pipeline | aredis.client.Pipeline, snapshot: dict[str, str]
+) -> None:
     key = f"metrics:proc:{_process_id}"
     pipe.hset(key, mapping=snapshot)
     pipe.expire(key, PROCESS_TTL_SECONDS)
