@@ -21,7 +21,7 @@ def transactions(monkeypatch):
     real = services.samples_append_many
 
     def counting(*, writes):
-        calls.append([len(values) for _, values in writes])
+        calls.append([len(write[1]) for write in writes])
         return real(writes=writes)
 
     monkeypatch.setattr(services, "samples_append_many", counting)
