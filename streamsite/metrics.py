@@ -128,12 +128,12 @@ class Flusher:
                 await pipe.execute()
 
 
-def _snapshot() -> dict[str, str]:
+def _snapshot() -> dict[EncodableT, EncodableT]:
     return {name: str(value) for name, value in _counts.items()}
 
 
 def _write_snapshot(
-    pipe: redis.client.Pipeline | aredis.client.Pipeline, snapshot: dict[str, str]
+    pipe: redis.client.Pipeline | aredis.client.Pipeline, snapshot: dict[EncodableT, EncodableT]
 ) -> None:
     key = f"metrics:proc:{_process_id}"
     pipe.hset(key, mapping=snapshot)
