@@ -15,7 +15,6 @@ the database itself fails every future of that transaction.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,22 +47,24 @@ Queued = tuple[Feed, Values, Sequence[str] | None, "asyncio.Future[StoredSamples
 
 
 class IngestWriter:
-    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IngestWriter] = (
-        weakref.WeakKeyDictionary()
-    )
+    """The group commit of one event loop (owned by streamsite.runtime.Runtime)."""
 
     def __init__(self) -> None:
         self._queue: list[Queued] = []
-        self._wake = asyncio.Event()
+        self._writing = 0
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def current(cls) -> IngestWriter:
-        loop = asyncio.get_running_loop()
-        writer = cls._instances.get(loop)
-        if writer is None:
-            writer = cls._instances[loop] = cls()
-        return writer
+        """This event loop's writer."""
+        from streamsite.runtime import Runtime
+
+        return Runtime.for_loop().ingest
+
+    @property
+    def backlog(self) -> int:
+        """Frames queued or in the transaction being written (for /healthz)."""
+        return len(self._queue) + self._writing
 
     def submit(
         self, feed: Feed, values: Values, ids: Sequence[str] | None = None
@@ -73,7 +74,6 @@ class IngestWriter:
         frame, or the database's error."""
         future: asyncio.Future[StoredSamples] = asyncio.get_running_loop().create_future()
         self._queue.append((feed, values, ids, future))
-        self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ingest-writer")
         return future
@@ -87,6 +87,7 @@ class IngestWriter:
             ):
                 batch.append(self._queue.pop(0))
                 count += len(batch[-1][1])
+            self._writing = len(batch)
             try:
                 writes: list[Write] = [(feed, values, ids) for feed, values, ids, _ in batch]
                 results = await asyncio.get_running_loop().run_in_executor(
@@ -97,6 +98,8 @@ class IngestWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._writing = 0
             for (*_, future), outcome in zip(batch, results, strict=True):
                 if future.done():
                     continue

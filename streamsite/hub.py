@@ -24,7 +24,7 @@ import atexit
 import logging
 import queue
 import threading
-import weakref
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "streamsite:"
 JOIN_TIMEOUT_SECONDS = 5.0
+# The reader pings Redis when it has heard nothing for this long ...
+PING_EVERY_SECONDS = 5.0
+# ... so a subscription silent for this long is not working (/healthz says so).
+STALE_AFTER_SECONDS = 3 * PING_EVERY_SECONDS
 
 
 class Item(NamedTuple):
@@ -137,21 +141,43 @@ def flush(timeout: float = 5.0) -> bool:
     return publisher is None or publisher.drain(timeout)
 
 
+def publisher_backlog() -> int:
+    """Messages queued or being sent by this process's publisher thread (for /healthz)."""
+    publisher = _the_publisher
+    return 0 if publisher is None else publisher.backlog
+
+
 class _Publisher(threading.Thread):
-    def __init__(self) -> None:
+    """Sends what publish_many queued, in order, everything queued meanwhile in one pipeline.
+
+    ``drain`` is exact: it counts the puts not yet sent (incremented before an
+    item is queued, decremented after its pipeline ran), so a put that lands
+    while a batch is being sent keeps ``drain`` waiting. (An "idle" event set
+    when the queue looked empty could be set just before such a put arrived.)
+    """
+
+    def __init__(self, client: Callable[[], redis.Redis] | None = None) -> None:
         super().__init__(name="hub-publisher", daemon=True)
+        self._client = client or sync_client
         self._queue: queue.SimpleQueue[tuple[list, Callable[[Pipeline], None] | None]] = (
             queue.SimpleQueue()
         )
-        self._idle = threading.Event()
-        self._idle.set()
+        self._outstanding = 0
+        self._done = threading.Condition()
+
+    @property
+    def backlog(self) -> int:
+        return self._outstanding
 
     def put(self, messages: list, also: Callable[[Pipeline], None] | None) -> None:
-        self._idle.clear()
+        with self._done:
+            self._outstanding += 1
         self._queue.put((messages, also))
 
     def drain(self, timeout: float) -> bool:
-        return self._idle.wait(timeout)
+        """True once every put so far has been sent (or failed to); False after ``timeout``."""
+        with self._done:
+            return self._done.wait_for(lambda: self._outstanding == 0, timeout)
 
     def run(self) -> None:
         failing = False
@@ -160,13 +186,7 @@ class _Publisher(threading.Thread):
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                with sync_client().pipeline(transaction=False) as pipe:
-                    for messages, also in batch:
-                        for group, items in messages:
-                            pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
-                        if also is not None:
-                            also(pipe)
-                    pipe.execute()
+                self._send(batch)
             except redis.RedisError as exc:
                 # Once per outage, not once per sample (a busy producer publishes
                 # hundreds of times a second): what is lost, viewers fill from the database.
@@ -177,8 +197,20 @@ class _Publisher(threading.Thread):
                 if failing:
                     log.warning("hub: publishing again")
                 failing = False
-            if self._queue.empty():
-                self._idle.set()
+            finally:
+                with self._done:
+                    self._outstanding -= len(batch)
+                    if self._outstanding == 0:
+                        self._done.notify_all()
+
+    def _send(self, batch: list[tuple[list, Callable[[Pipeline], None] | None]]) -> None:
+        with self._client().pipeline(transaction=False) as pipe:
+            for messages, also in batch:
+                for group, items in messages:
+                    pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
+                if also is not None:
+                    also(pipe)
+            pipe.execute()
 
 
 _the_publisher: _Publisher | None = None
@@ -206,29 +238,53 @@ class Subscriber(Protocol):
 
 
 class Hub:
-    """The one Redis subscription of this process (per event loop)."""
+    """The one Redis subscription of this event loop (owned by streamsite.runtime.Runtime)."""
 
-    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def __init__(self, url: str) -> None:
-        self._redis = aredis.Redis.from_url(url, socket_connect_timeout=2)
-        self._pubsub = self._redis.pubsub()
+    def __init__(self, client: aredis.Redis) -> None:
+        # PubSub takes a connection out of the client's pool at its first SUBSCRIBE
+        # and keeps it; the runtime gives it a pool of its own (streamsite/runtime.py).
+        self._pubsub = client.pubsub()
         self._groups: dict[str, set[Subscriber]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # False from the moment the reader loses Redis until a subscription is confirmed again.
         self._connected = True
+        # time.monotonic() of the last reply the reader read (a message, a confirmation,
+        # the answer to its ping); None before the first.
+        self._last_heard: float | None = None
 
     @classmethod
     def current(cls) -> Hub:
-        loop = asyncio.get_running_loop()
-        hub = cls._instances.get(loop)
-        if hub is None:
-            hub = cls._instances[loop] = cls(settings.REDIS_URL)
-        return hub
+        """This event loop's hub."""
+        from streamsite.runtime import Runtime
+
+        return Runtime.for_loop().hub
+
+    def status(self) -> dict[str, object]:
+        """What /healthz shows: counts and times only, never a group's name."""
+        reading = self._reader is not None and not self._reader.done()
+        heard = self._last_heard
+        return {
+            "groups": len(self._groups),
+            "unconfirmed": len(self._confirmations),
+            "reader": "running" if reading else "idle",
+            "connected": self._connected,
+            "last_heard_seconds": None if heard is None else round(time.monotonic() - heard, 3),
+        }
+
+    def problem(self) -> str | None:
+        """Why this hub cannot deliver now, in a few words; None when it can (or has nothing to)."""
+        if not self._groups:
+            return None
+        if self._reader is None or self._reader.done():
+            return "subscribed groups but no reader"
+        if not self._connected:
+            return "reader lost Redis"
+        heard = self._last_heard
+        if heard is None or time.monotonic() - heard > STALE_AFTER_SECONDS:
+            return f"nothing heard from Redis for over {STALE_AFTER_SECONDS:.0f} s"
+        return None
 
     def local_count(self, group: str) -> int:
         return len(self._groups.get(group, ()))
@@ -292,6 +348,12 @@ class Hub:
         try:
             while self._groups or self._confirmations:
                 try:
+                    if self._last_heard is None or (
+                        time.monotonic() - self._last_heard > PING_EVERY_SECONDS
+                    ):
+                        # A quiet group hears nothing: the ping's answer shows that the
+                        # subscription is alive (/healthz reads _last_heard).
+                        await self._pubsub.ping()
                     message = await self._pubsub.get_message(timeout=1.0)
                 except (redis.RedisError, OSError) as exc:
                     if self._connected:
@@ -301,6 +363,7 @@ class Hub:
                     continue
                 if message is None:
                     continue
+                self._last_heard = time.monotonic()
                 kind = message["type"]
                 if kind == "message":
                     await self._deliver(message["channel"], message["data"])
@@ -309,6 +372,7 @@ class Hub:
         finally:
             # Nobody left to tell; the next join starts a reader that finds out afresh.
             self._connected = True
+            self._last_heard = None
 
     async def _confirmed(self, group: str) -> None:
         """Redis confirmed a subscription: one we asked for, or one redis-py renewed.
@@ -359,4 +423,3 @@ class Hub:
         if self._reader is not None:
             self._reader.cancel()
         await self._pubsub.aclose()
-        await self._redis.aclose()

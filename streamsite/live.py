@@ -40,15 +40,14 @@ class TokenBucket:
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    """A consumer fed by the process hub (streamsite.hub), not by the channel layer.
+    """A consumer fed by the event loop's hub (streamsite.hub), not by a channel layer.
 
-    ``channel_layer_alias`` names no layer, so Channels does not give every
-    connection its own layer channel and receive loop: broadcasts reach viewers
-    through the hub, which costs one call per viewer instead of a Redis round
-    trip and a dispatch.
+    Streamsite configures no channel layer (no ``CHANNEL_LAYERS``): broadcasts
+    reach viewers through the hub, which costs one call per viewer instead of
+    a Redis round trip and a dispatch (docs/ARCHITECTURE.md, "One runtime per
+    event loop"), so a connection has no layer channel and no receive loop.
     """
 
-    channel_layer_alias = "none: live events come through streamsite.hub"
     metrics_kind = "other"
     _counted_open = False
     _bucket: TokenBucket | None = None
@@ -143,10 +142,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await super().websocket_receive(message)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # Channels' loop (await_many_dispatch) keeps a task per input and an
+        # Why override AsyncConsumer.__call__, which Channels documents no hook
+        # around: its loop (await_many_dispatch) keeps a task per input and an
         # asyncio.wait around them, built for a channel layer. These consumers
-        # have one input, the socket, so they read it directly: one task per
-        # connection instead of three, a few KiB less per idle viewer.
+        # have one input, the socket (no layer is configured), so they read it
+        # directly: one task per connection instead of three, a few KiB less per
+        # idle viewer. What __call__ sets up for its handlers is set here too:
+        # scope, channel_layer (None: no layer) and base_send.
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
@@ -157,7 +159,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels 4.3 runs close_old_connections() through a thread hop before
+        # Why override dispatch (public, but its body is Channels'): Channels 4.3 runs close_old_connections() through a thread hop before
         # every handler. Our handlers reach the database only through
         # database_sync_to_async, which already does that on its own thread,
         # so the hop is pure cost (it halves throughput on the publish socket).
@@ -213,8 +215,6 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
 class RefuseConsumer(AsyncWebsocketConsumer):
     """Refuses the handshake (HTTP 403): for paths that name no socket."""
-
-    channel_layer_alias = LiveConsumer.channel_layer_alias
 
     async def connect(self) -> None:
         await self.close()

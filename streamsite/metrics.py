@@ -15,11 +15,11 @@ import os
 import socket
 import time
 import uuid
-import weakref
 from collections import Counter
 from collections.abc import Iterable
 
 import redis
+import redis.asyncio as aredis
 from django.conf import settings
 from redis.typing import EncodableT
 
@@ -89,38 +89,64 @@ def samples_last_full_minute(feed_uuid: str) -> int:
 
 
 class Flusher:
-    """Writes this process's totals to Redis; one per event loop that serves connections."""
+    """Writes this process's totals to Redis every FLUSH seconds, from one event loop.
 
-    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = (
-        weakref.WeakKeyDictionary()
-    )
-    task: asyncio.Task[None]
+    Owned by streamsite.runtime.Runtime; ``ensure_running`` starts this loop's.
+    """
+
+    def __init__(self, client: aredis.Redis) -> None:
+        self._redis = client
+        self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def ensure_running(cls) -> None:
-        loop = asyncio.get_running_loop()
-        if loop not in cls._instances:
-            flusher = cls._instances[loop] = cls()
-            flusher.task = loop.create_task(flusher.run(), name="metrics-flush")
+        from streamsite.runtime import Runtime
+
+        Runtime.for_loop().metrics.start()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="metrics-flush")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
-                await asyncio.to_thread(flush)
-            except redis.RedisError as exc:
+                await self.flush()
+            except (redis.RedisError, OSError) as exc:
                 log.info("metrics: flush failed (%s)", exc)
+
+    async def flush(self) -> None:
+        snapshot = _snapshot()
+        if snapshot:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                _write_snapshot(pipe, snapshot)
+                await pipe.execute()
+
+
+def _snapshot() -> dict[EncodableT, EncodableT]:
+    return {name: str(value) for name, value in _counts.items()}
+
+
+def _write_snapshot(
+    pipe: redis.client.Pipeline | aredis.client.Pipeline, snapshot: dict[EncodableT, EncodableT]
+) -> None:
+    key = f"metrics:proc:{_process_id}"
+    pipe.hset(key, mapping=snapshot)
+    pipe.expire(key, PROCESS_TTL_SECONDS)
 
 
 def flush() -> None:
-    key = f"metrics:proc:{_process_id}"
-    snapshot: dict[EncodableT, EncodableT] = {name: str(value) for name, value in _counts.items()}
-    if not snapshot:
-        return
-    with hub.sync_client().pipeline(transaction=False) as pipe:
-        pipe.hset(key, mapping=snapshot)
-        pipe.expire(key, PROCESS_TTL_SECONDS)
-        pipe.execute()
+    """The sync form, for processes without an event loop."""
+    snapshot = _snapshot()
+    if snapshot:
+        with hub.sync_client().pipeline(transaction=False) as pipe:
+            _write_snapshot(pipe, snapshot)
+            pipe.execute()
 
 
 def label_value(text: str) -> str:

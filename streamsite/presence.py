@@ -19,12 +19,10 @@ import json
 import logging
 import time
 import uuid
-import weakref
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
-from django.conf import settings
 
 from streamsite import frames, hub
 from streamsite.frames import encode
@@ -49,25 +47,20 @@ def presence_frame(count: int) -> str:
 
 
 class Presence:
-    """This process's (event loop's) view of its own connections."""
+    """This event loop's view of its own connections (owned by streamsite.runtime.Runtime)."""
 
-    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
-        weakref.WeakKeyDictionary()
-    )
-
-    def __init__(self, url: str) -> None:
-        self._redis = aredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    def __init__(self, client: aredis.Redis) -> None:
+        self._redis = client
         self._local: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
     def current(cls) -> Presence:
-        loop = asyncio.get_running_loop()
-        presence = cls._instances.get(loop)
-        if presence is None:
-            presence = cls._instances[loop] = cls(settings.REDIS_URL)
-        return presence
+        """This event loop's presence."""
+        from streamsite.runtime import Runtime
+
+        return Runtime.for_loop().presence
 
     async def enter(self, group: str, details: dict[str, Any]) -> tuple[str, int]:
         """Register a connection; returns its id and the group's count including it."""

@@ -177,12 +177,12 @@ elif DEBUG:
     REDIS_URL_ORIGIN = "make run" if recorded_redis_url() else "none"
 else:
     REDIS_URL, REDIS_URL_ORIGIN = "redis://127.0.0.1:6379/0", "default"
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "capacity": 1000},
-    }
-}
+# Each event loop's one Redis pool (streamsite/runtime.py): connections for commands
+# (presence, slots, quotas, metrics) beside the hub's subscription, and how long a
+# burst waits for a free one before that call fails. No CHANNEL_LAYERS: live events
+# go through streamsite.hub (docs/ARCHITECTURE.md, "One runtime per event loop").
+REDIS_POOL_SIZE = env_int("REDIS_POOL_SIZE", 50, minimum=1)
+REDIS_POOL_TIMEOUT_SECONDS = env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1)
 
 # Feeds
 FEED_REPLAY_LIMIT = env_int("FEED_REPLAY_LIMIT", 10_000, minimum=1)

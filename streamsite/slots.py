@@ -18,7 +18,6 @@ would be worse than not counting for a moment.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import threading
@@ -287,16 +286,9 @@ class _Registry:
 
 _registry = _Registry()
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def _async_client() -> aredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = aredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5
-        )
-    return client
+    """This event loop's client, on the runtime's one connection pool."""
+    from streamsite.runtime import Runtime
+
+    return Runtime.for_loop().redis

@@ -195,7 +195,7 @@ def test_disabling_a_producer_in_the_admin_stops_it_and_enabling_starts_it(
 def test_feed_page_shows_who_is_watching_now(operator, server, world, acme_feed):
     # The console's front page checks /healthz (database and Redis) on the way.
     operator.wait_for_function("document.getElementById('health').dataset.state !== 'checking'")
-    assert operator.text_content("#health") == "ok (database: ok, redis: ok)"
+    assert operator.text_content("#health") == "ok (database: ok, redis: ok, hub: ok)"
     operator.screenshot(path=str(ROOT / "var" / "admin-index.png"))
     feed = acme_feed.feed
     headers = {"Cookie": session_cookie_for(world.bob), "Origin": server.http}

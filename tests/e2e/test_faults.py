@@ -250,6 +250,9 @@ def test_with_redis_down_a_handshake_is_refused_fast_and_healthz_names_redis(
     assert not any(f["type"] == "hello" for f in frames)
     assert status == 503 and health["status"] == "unavailable"
     assert health["checks"]["database"] == "ok" and health["checks"]["redis"] != "ok"
+    # The watching viewer's subscription is the hub's: its reader lost Redis.
+    assert health["checks"]["hub"] == "failed: reader lost Redis"
+    assert health["live"]["hub"]["groups"] >= 1 and health["live"]["hub"]["connected"] is False
     assert health_seconds < 5
     # Once Redis is back, so are handshakes.
     assert accepted.last_seq == 0

@@ -10,19 +10,28 @@ from streamsite import hub, metrics
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_healthz_reports_database_and_redis_ok(client):
+def test_healthz_reports_database_redis_and_the_live_path(client, settings):
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "redis": "ok", "hub": "ok"}
+    live = body["live"]
+    assert live["hub"] == {
+        "groups": 0,
+        "unconfirmed": 0,
+        "reader": "idle",
+        "connected": True,
+        "last_heard_seconds": None,
+    }
+    assert live["publisher_backlog"] >= 0 and live["ingest_backlog"] == 0
+    pool = live["redis_pool"]
+    assert pool["max"] == settings.REDIS_POOL_SIZE
+    assert 1 <= pool["open"] <= pool["max"] and pool["in_use"] <= pool["open"]
 
 
 def test_healthz_names_redis_when_it_is_down(client, settings):
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0"}]},
-        }
-    }
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
     body = response.json()
@@ -52,3 +61,26 @@ def test_metrics_require_the_token_when_one_is_set(client, settings):
     assert client.get(reverse("metrics")).status_code == 403
     ok = client.get(reverse("metrics"), headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
+
+
+async def test_healthz_fails_when_the_hub_holds_groups_but_its_reader_is_gone(async_client):
+    """The channel-layer round trip it used to make said ok with a dead hub reader."""
+    from streamsite.runtime import Runtime
+    from tests.streamsite.test_hub import Recorder, eventually
+
+    hub_of_this_loop = Runtime.for_loop().hub  # the view runs on this test's loop
+    subscriber = Recorder()
+    await hub_of_this_loop.join("healthz-test", subscriber)
+    try:
+        healthy = await async_client.get(reverse("healthz"))
+        assert healthy.status_code == 200 and healthy.json()["live"]["hub"]["groups"] == 1
+        hub_of_this_loop._reader.cancel()  # as if the reader had died
+        await eventually(lambda: hub_of_this_loop._reader.done())
+        response = await async_client.get(reverse("healthz"))
+        assert response.status_code == 503
+        body = response.json()
+        assert body["checks"]["hub"] == "failed: subscribed groups but no reader"
+        assert body["checks"]["redis"] == "ok"
+        assert "healthz-test" not in response.content.decode()  # no group names
+    finally:
+        await hub_of_this_loop.leave("healthz-test", subscriber)

@@ -1,0 +1,96 @@
+"""One live runtime per event loop: the hub, presence, the ingest writer, the metrics flusher.
+
+Everything an event loop of a Streamsite process does with Redis goes through
+the one connection pool owned here (``Runtime.redis``): the hub's pub/sub
+subscription, presence, connection slots and quotas, and the metrics flusher.
+Before, each of them had a client of its own with redis-py's default pool,
+which raises "Too many connections" past 100 connections: 1,000 viewers
+arriving 100 handshakes at a time made presence fail 900 times.
+
+The pool is a ``BlockingConnectionPool``: a burst waits for a connection
+(at most ``REDIS_POOL_TIMEOUT_SECONDS``) instead of failing. It holds at most
+``REDIS_POOL_SIZE`` connections, for commands. Pub/sub needs a connection of
+its own for as long as anything is subscribed, so the hub's subscription has
+one dedicated connection beside the pool (a pool of one, so a burst of
+commands can never take it): at most ``REDIS_POOL_SIZE + 1`` connections per
+event loop, whatever arrives.
+
+Sync code (services after commit, the admin, commands) keeps its own client,
+``hub.sync_client()``: it runs in threads, not on an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import redis.asyncio as aredis
+from django.conf import settings
+
+from streams.ingest import IngestWriter
+from streamsite import metrics
+from streamsite.hub import Hub
+from streamsite.presence import Presence
+
+# The hub's subscription, beside REDIS_POOL_SIZE connections for commands.
+PUBSUB_CONNECTIONS = 1
+
+
+def connection_pool(url: str, *, size: int, timeout: float | None) -> aredis.BlockingConnectionPool:
+    """A pool that makes a burst wait for a free connection instead of failing."""
+    return aredis.BlockingConnectionPool.from_url(
+        url, max_connections=size, timeout=timeout, socket_connect_timeout=2, socket_timeout=5
+    )
+
+
+class Runtime:
+    """The live machinery of one event loop, sharing one Redis connection pool."""
+
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, url: str, *, pool_size: int = 50, pool_timeout: float | None = 10.0):
+        self.pool = connection_pool(url, size=pool_size, timeout=pool_timeout)
+        self.redis = aredis.Redis(connection_pool=self.pool)
+        # No socket timeout on the subscription: it is quiet between messages.
+        self._pubsub_pool = aredis.BlockingConnectionPool.from_url(
+            url, max_connections=PUBSUB_CONNECTIONS, timeout=None, socket_connect_timeout=2
+        )
+        self.hub = Hub(aredis.Redis(connection_pool=self._pubsub_pool))
+        self.presence = Presence(self.redis)
+        self.ingest = IngestWriter()
+        self.metrics = metrics.Flusher(self.redis)
+
+    @classmethod
+    def for_loop(cls) -> Runtime:
+        """This event loop's runtime, created on first use (call from a coroutine)."""
+        loop = asyncio.get_running_loop()
+        runtime = cls._instances.get(loop)
+        if runtime is None:
+            runtime = cls._instances[loop] = cls(
+                settings.REDIS_URL,
+                pool_size=settings.REDIS_POOL_SIZE,
+                pool_timeout=settings.REDIS_POOL_TIMEOUT_SECONDS,
+            )
+        return runtime
+
+    def pool_status(self) -> dict[str, Any]:
+        """The command pool's connections: in use, open (in use or idle), the cap."""
+        pool = self.pool
+        # redis-py has no public counters; it keeps these two collections on the
+        # pool (tests/streamsite/test_runtime.py fails if an upgrade renames them).
+        in_use = len(pool._in_use_connections)
+        return {
+            "in_use": in_use,
+            "open": in_use + len(pool._available_connections),
+            "max": pool.max_connections,
+        }
+
+    async def close(self) -> None:
+        self.metrics.stop()
+        await self.hub.close()
+        await self.redis.aclose()
+        await self.pool.disconnect()
+        await self._pubsub_pool.disconnect()

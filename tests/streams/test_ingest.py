@@ -1,0 +1,105 @@
+"""The ingest writer's group commit, driven directly (no socket)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from streams import ingest, services
+from streams.ingest import IngestWriter
+from streams.models import Sample
+from streams.services import SampleRejected
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def transactions(monkeypatch):
+    """Each call of samples_append_many (one transaction) as the list of its writes' sizes."""
+    calls: list[list[int]] = []
+    real = services.samples_append_many
+
+    def counting(*, writes):
+        calls.append([len(write[1]) for write in writes])
+        return real(writes=writes)
+
+    monkeypatch.setattr(services, "samples_append_many", counting)
+    return calls
+
+
+def stored(feed) -> list[tuple[int, float]]:
+    return list(Sample.objects.filter(feed=feed).order_by("seq").values_list("seq", "value"))
+
+
+async def test_frames_queued_together_commit_in_one_transaction_each_with_its_samples(
+    acme_feed, globex_feed, transactions
+):
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    futures = [
+        writer.submit(coin, [(1, None)]),
+        writer.submit(gauge, [(2.5, None), (3.5, None)]),
+        writer.submit(coin, [(0, None), (1, None)]),
+    ]
+    assert writer.backlog == 3
+    results = await asyncio.gather(*futures)
+    assert transactions == [[1, 2, 2]]
+    assert [[s.seq for s in r] for r in results] == [[1], [1, 2], [2, 3]]
+    assert writer.backlog == 0
+    assert await asyncio.to_thread(stored, coin) == [(1, 1), (2, 0), (3, 1)]
+
+
+async def test_one_bad_frame_is_refused_alone_and_the_others_of_its_batch_commit(
+    acme_feed, globex_feed, transactions
+):
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    outcomes = await asyncio.gather(
+        writer.submit(coin, [(1, None)]),
+        writer.submit(gauge, [(1e200, None), (-1e200, None)]),
+        writer.submit(coin, [(0, None)]),
+        writer.submit(gauge, [(4.0, None)]),
+        return_exceptions=True,
+    )
+    assert len(transactions) == 1
+    assert isinstance(outcomes[1], SampleRejected) and outcomes[1].code == "bad_value"
+    assert [s.seq for s in outcomes[0]] == [1] and [s.seq for s in outcomes[2]] == [2]
+    assert [s.seq for s in outcomes[3]] == [1]  # the refused frame took no number
+    assert await asyncio.to_thread(stored, coin) == [(1, 1), (2, 0)]
+    assert await asyncio.to_thread(stored, gauge) == [(1, 4.0)]
+
+
+async def test_a_batch_is_cut_at_the_sample_limit_and_order_is_kept(
+    acme_feed, transactions, monkeypatch
+):
+    monkeypatch.setattr(ingest, "MAX_BATCH_SAMPLES", 4)
+    writer = IngestWriter()
+    coin = acme_feed.feed
+    results = await asyncio.gather(*(writer.submit(coin, [(n % 2, None)] * 3) for n in range(3)))
+    assert transactions == [[3], [3], [3]]
+    assert [s.seq for r in results for s in r] == list(range(1, 10))
+
+
+async def test_a_database_error_fails_every_frame_of_its_transaction_and_the_next_commits(
+    acme_feed, monkeypatch
+):
+    real = services.samples_append_many
+    failures = iter([True])
+
+    def failing_once(*, writes):
+        if next(failures, False):
+            from django.db import OperationalError
+
+            raise OperationalError("database is locked")
+        return real(writes=writes)
+
+    monkeypatch.setattr(services, "samples_append_many", failing_once)
+    writer = IngestWriter()
+    coin = acme_feed.feed
+    first = await asyncio.gather(
+        writer.submit(coin, [(1, None)]), writer.submit(coin, [(1, None)]), return_exceptions=True
+    )
+    assert all(type(o).__name__ == "OperationalError" for o in first)
+    again = await writer.submit(coin, [(0, None)])
+    assert [s.seq for s in again] == [1]
