@@ -7,10 +7,21 @@ broadcaster. Here the frame is encoded once by the publisher, each process
 subscribes to a group's Redis channel once, however many viewers it holds, and
 delivering to a viewer is one method call that writes the pre-encoded text.
 
-A group is a Redis pub/sub channel ``streamsite:<group>``; groups are keyed by
-UUID (``feed.<uuid>``, ``document.<uuid>``). A message carries one or more
-items; an item is a frame plus an optional sequence number, so that a viewer
-can skip duplicates and notice gaps without parsing the frame.
+A group is a Redis pub/sub channel ``streamsite__group__<group>``; groups are
+keyed by UUID (``feed.<uuid>``, ``document.<uuid>``). A message carries one or
+more items; an item is a frame plus an optional sequence number, so that a
+viewer can skip duplicates and notice gaps without parsing the frame.
+
+The channel layer. ``CHANNEL_LAYERS`` is channels-redis's pub/sub layer
+(``RedisPubSubChannelLayer``, prefix ``streamsite``, JSON serializer) on the
+same Redis, and its group channels are these: ``{prefix}__group__{group}``.
+So ``channel_layer.group_send("feed.<uuid>", {"type": "stream.frame",
+"frame": {...}, "seq": n})``, from any process or a shell, reaches every
+viewer of the group through the hub, as if a service had published it; the
+hub tells the two formats apart by the first byte (a layer message is a JSON
+object, ``{``; the hub's own items start with a digit or a tab). The hub's
+own publishes keep their compact format: the prepared-frame broadcast is the
+fast path, and the layer is its public door.
 
 Pub/sub is fire-and-forget: a process that loses Redis misses what was sent in
 the meantime. Subscribers are told (``hub_reconnected``) and recover from the
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import queue
 import threading
@@ -33,11 +45,15 @@ import redis.asyncio as aredis
 from django.conf import settings
 from redis.client import Pipeline
 
-from streamsite.frames import websocket_frame
+from streamsite.frames import encode, websocket_frame
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "streamsite:"
+# channels-redis's name for a group's channel, with CHANNEL_LAYERS' prefix "streamsite"
+# (tests/streamsite/test_layer.py checks it against the layer itself).
+CHANNEL_PREFIX = "streamsite__group__"
+# What a group_send through the layer may carry to viewers (see the module docstring).
+LAYER_FRAME = "stream.frame"
 JOIN_TIMEOUT_SECONDS = 5.0
 # The reader pings Redis when it has heard nothing for this long ...
 PING_EVERY_SECONDS = 5.0
@@ -60,6 +76,26 @@ def make_item(seq: int | None, text: str) -> Item:
 def encode_items(items: Sequence[tuple[int | None, str]]) -> str:
     # JSON text never contains a raw newline or tab, so both are safe separators.
     return "\n".join(f"{'' if seq is None else seq}\t{frame}" for seq, frame, *_ in items)
+
+
+def layer_items(data: bytes) -> list[Item]:
+    """The items of a message sent through the channel layer (``group_send``).
+
+    ``{"type": "stream.frame", "frame": {...}, "seq": n}`` is one frame (``seq``
+    optional); anything else is not for viewers and yields nothing.
+    """
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or message.get("type") != LAYER_FRAME:
+        log.warning("hub: a channel-layer message that is not a %s was ignored", LAYER_FRAME)
+        return []
+    frame, seq = message.get("frame"), message.get("seq")
+    if not isinstance(frame, dict) or not (seq is None or type(seq) is int):
+        log.warning("hub: a %s without a frame object (or with a bad seq) was ignored", LAYER_FRAME)
+        return []
+    return [make_item(seq, encode(frame))]
 
 
 def decode_items(payload: str) -> list[Item]:
@@ -402,7 +438,9 @@ class Hub:
         subscribers = self._groups.get(group)
         if not subscribers:
             return
-        items = decode_items(data.decode())
+        items = layer_items(data) if data[:1] == b"{" else decode_items(data.decode())
+        if not items:
+            return
         for subscriber in tuple(subscribers):
             try:
                 await subscriber.hub_deliver(items)

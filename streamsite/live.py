@@ -40,12 +40,13 @@ class TokenBucket:
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    """A consumer fed by the event loop's hub (streamsite.hub), not by a channel layer.
+    """A consumer fed by the event loop's hub (streamsite.hub), not by a layer channel.
 
-    Streamsite configures no channel layer (no ``CHANNEL_LAYERS``): broadcasts
-    reach viewers through the hub, which costs one call per viewer instead of
-    a Redis round trip and a dispatch (docs/ARCHITECTURE.md, "One runtime per
-    event loop"), so a connection has no layer channel and no receive loop.
+    Broadcasts, whether a service published them or a ``group_send`` through
+    the channel layer (whose groups are the hub's), reach viewers through the
+    hub, which costs one call per viewer instead of a Redis round trip and a
+    dispatch (docs/ARCHITECTURE.md, "One runtime per event loop"). So a
+    connection needs no layer channel of its own and no receive loop.
     """
 
     metrics_kind = "other"
@@ -145,10 +146,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # Why override AsyncConsumer.__call__, which Channels documents no hook
         # around: its loop (await_many_dispatch) keeps a task per input and an
         # asyncio.wait around them, built for a channel layer. These consumers
-        # have one input, the socket (no layer is configured), so they read it
-        # directly: one task per connection instead of three, a few KiB less per
-        # idle viewer. What __call__ sets up for its handlers is set here too:
-        # scope, channel_layer (None: no layer) and base_send.
+        # have one input, the socket (the layer's groups reach them through the
+        # hub, not through a channel per connection), so they read it directly:
+        # one task per connection instead of three, a few KiB less per idle
+        # viewer, and no Redis subscription per connection. What __call__ sets up
+        # for its handlers is set here too: scope, channel_layer (None: no
+        # channel of their own) and base_send.
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
@@ -215,6 +218,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
 class RefuseConsumer(AsyncWebsocketConsumer):
     """Refuses the handshake (HTTP 403): for paths that name no socket."""
+
+    # No layer channel (and Redis subscription) for a connection that is refused.
+    channel_layer_alias = "none"
 
     async def connect(self) -> None:
         await self.close()

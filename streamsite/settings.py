@@ -179,10 +179,18 @@ else:
     REDIS_URL, REDIS_URL_ORIGIN = "redis://127.0.0.1:6379/0", "default"
 # Each event loop's one Redis pool (streamsite/runtime.py): connections for commands
 # (presence, slots, quotas, metrics) beside the hub's subscription, and how long a
-# burst waits for a free one before that call fails. No CHANNEL_LAYERS: live events
-# go through streamsite.hub (docs/ARCHITECTURE.md, "One runtime per event loop").
+# burst waits for a free one before that call fails.
 REDIS_POOL_SIZE = env_int("REDIS_POOL_SIZE", 50, minimum=1)
 REDIS_POOL_TIMEOUT_SECONDS = env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1)
+# The Channels layer: channels-redis's pub/sub layer on the same Redis, whose groups
+# are the hub's (streamsite/hub.py, "The channel layer"): group_send(group, {"type":
+# "stream.frame", "frame": ...}) from any process or shell reaches the group's viewers.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "streamsite", "serializer_format": "json"},
+    }
+}
 
 # Feeds
 FEED_REPLAY_LIMIT = env_int("FEED_REPLAY_LIMIT", 10_000, minimum=1)

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from documents.services import document_create
-from streamsite import checkout
+from streamsite import checkout, hub
 from tests.conftest import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,7 +61,7 @@ def test_a_second_shell_reaches_the_redis_make_run_recorded(world, tmp_path):
     url_file = tmp_path / "url"
     url_file.write_text(os.environ["REDIS_URL"] + "\n")  # what make run records
     subscriber = redis.Redis.from_url(os.environ["REDIS_URL"]).pubsub()
-    subscriber.subscribe(f"streamsite:document.{document.uuid}")
+    subscriber.subscribe(f"{hub.CHANNEL_PREFIX}document.{document.uuid}")
     subscriber.get_message(timeout=2)  # the subscription's confirmation
     heard: list[bytes] = []
     listener = threading.Thread(
