@@ -107,6 +107,20 @@ def ensure_redis_url() -> PrivateRedis | None:
     return server
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000, Redis's rule) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 class PrivateRedisCluster:
     """A local Redis Cluster of ``size`` masters on free loopback ports (tests, benchmarks).
 
@@ -119,7 +133,7 @@ class PrivateRedisCluster:
     SLOTS = 16384
 
     def __init__(self, size: int = 3) -> None:
-        self.nodes = [PrivateRedis() for _ in range(size)]
+        self.nodes = [PrivateRedis(cluster_port()) for _ in range(size)]
 
     @property
     def url(self) -> str:
