@@ -931,6 +931,7 @@ class WorkloadResult:
     server_cpu_s: float | None = None
     server_cpu_per_1k: float | None = None  # per 1,000 delivered frames (ingest: acked samples)
     server_rss_per_conn: float | None = None  # bytes
+    connect_wall_s: float | None = None  # idle, storm: from the first handshake to the last
     loadgen_cpu_s: float = 0.0
     other_cpu_s: float = 0.0  # CPU of every other process on the machine
     loadgen_peak_proc_pct: float = 0.0  # the busiest load generator process, % of one core
@@ -1139,13 +1140,16 @@ async def idle(
     connections: int = 10_000,
     hold: float = 10,
     settle: float = 2,
+    name: str = "idle",
 ) -> list[WorkloadResult]:
-    """Hold ``connections`` viewers on one feed; server RSS per connection, errors.
+    """Hold ``connections`` viewers on one feed; connect wall time, server RSS per
+    connection, errors. (``storm`` is the same with 500 handshakes in flight: every
+    viewer reconnecting at once after a deploy or a Redis blip.)
 
     RSS per connection = (server RSS once all are connected and ``settle`` s passed
     - server RSS before the first connection) / connections held.
     """
-    result = WorkloadResult("idle")
+    result = WorkloadResult(name)
     server = ProcessGroup(config.server_pids)
     rss_before = server.rss()
     async with ViewerPool("feed", [(feed.viewer_url, 0)] * connections, config) as pool:
@@ -1166,6 +1170,7 @@ async def idle(
         result.errors.append(f"{held} of {connections} connections still open after {hold:.0f} s")
     if config.server_pids and held:
         result.server_rss_per_conn = (rss_after - rss_before) / held
+    result.connect_wall_s = pool.ready.connect_seconds
     result.notes.append(
         f"connected {pool.ready.connected} in {pool.ready.connect_seconds:.1f} s, "
         f"held {held} for {hold:.0f} s; server RSS {rss_before / 2**20:.0f} -> "

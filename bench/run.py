@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import os
 import platform
@@ -48,6 +49,7 @@ FANOUT_P99_SLACK_MS = 50.0
 FLOOD_MIN_RATIO = 1.0
 CPU_MAX_RATIO = 1.5
 RSS_MAX_RATIO = 2.0
+CONNECT_MAX_RATIO = 2.0
 INGEST_MIN_RATE = 5000.0
 # The ingest workload's rows: without ids, and with an id on every sample (exactly-once).
 INGEST_ROWS = ("ingest", "ingest-batch", "ingest-ids", "ingest-batch-ids")
@@ -58,6 +60,7 @@ FULL: dict[str, dict[str, Any]] = {
     "flood": {"viewers": 100, "duration": 15},
     "feeds": {"count": 200, "viewers_per_feed": 5, "rate": 2, "duration": 20},
     "idle": {"connections": 10_000, "hold": 10},
+    "storm": {"connections": 5000, "hold": 2, "in_flight": 500},
     "ingest": {"duration": 10, "batch": 100},
     "documents": {"viewers": 100, "changes": 50, "rate": 5},
 }
@@ -66,6 +69,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "flood": {"viewers": 100, "duration": 5},
     "feeds": {"count": 200, "viewers_per_feed": 5, "rate": 2, "duration": 5},
     "idle": {"connections": 2000, "hold": 2},
+    "storm": {"connections": 2000, "hold": 1, "in_flight": 500},
     "ingest": {"duration": 3, "batch": 100},
     "documents": {"viewers": 100, "changes": 15, "rate": 5},
 }
@@ -107,6 +111,12 @@ async def _idle(t: Target, c: LoadConfig, p: dict[str, Any], tsv: Path) -> list[
     return await loadgen.idle(t.create_feeds(1, "bench-idle")[0], c, **p)
 
 
+async def _storm(t: Target, c: LoadConfig, p: dict[str, Any], tsv: Path) -> list[WorkloadResult]:
+    params = dict(p)
+    burst = dataclasses.replace(c, connect_concurrency=params.pop("in_flight"))
+    return await loadgen.idle(t.create_feeds(1, "bench-storm")[0], burst, name="storm", **params)
+
+
 async def _ingest(t: Target, c: LoadConfig, p: dict[str, Any], tsv: Path) -> list[WorkloadResult]:
     return await loadgen.ingest(t.create_feeds(1, "bench-ingest")[0], c, **p)
 
@@ -122,6 +132,7 @@ RUNNERS: dict[str, Workload] = {
     "flood": _flood,
     "feeds": _feeds,
     "idle": _idle,
+    "storm": _storm,
     "ingest": _ingest,
     "documents": _documents,
 }
@@ -264,7 +275,7 @@ def judge(rows: list[Row]) -> list[Comparison]:
             checked = True
             if r.lost or r.duplicated or r.out_of_order or not r.delivered:
                 misses.append("integrity")
-        if r.workload == "idle":
+        if r.workload in ("idle", "storm"):
             checked = True
         if r.workload in INGEST_ROWS:
             checked = True
@@ -351,6 +362,17 @@ def _relative(r: WorkloadResult, ref: WorkloadResult, out: list[Comparison]) -> 
             _fmt(ratio, "{:.2f}x"),
             f"<= {RSS_MAX_RATIO}x",
             None if ratio is None else ratio <= RSS_MAX_RATIO,
+            "{:.1f}",
+        )
+    if r.workload in ("idle", "storm"):
+        ratio = _ratio(r.connect_wall_s, ref.connect_wall_s)
+        compare(
+            f"{r.workload}: connect wall time s",
+            r.connect_wall_s,
+            ref.connect_wall_s,
+            _fmt(ratio, "{:.2f}x"),
+            f"<= {CONNECT_MAX_RATIO}x",
+            None if ratio is None else ratio <= CONNECT_MAX_RATIO,
             "{:.1f}",
         )
     if r.workload in INGEST_ROWS:
