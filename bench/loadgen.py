@@ -1147,12 +1147,15 @@ async def idle(
     viewer reconnecting at once after a deploy or a Redis blip.)
 
     RSS per connection = (server RSS once all are connected and ``settle`` s passed
-    - server RSS before the first connection) / connections held.
+    - server RSS before the first connection) / connections held. Server CPU per
+    handshake = the server's CPU from the first handshake to the last / connected.
     """
     result = WorkloadResult(name)
     server = ProcessGroup(config.server_pids)
     rss_before = server.rss()
+    cpu_before = server.cpu()
     async with ViewerPool("feed", [(feed.viewer_url, 0)] * connections, config) as pool:
+        connect_cpu = cpu_delta(cpu_before, server.cpu()).seconds
         _connection_errors(result, pool.ready)
         await asyncio.sleep(settle)
         rss_after = server.rss()
@@ -1171,6 +1174,9 @@ async def idle(
     if config.server_pids and held:
         result.server_rss_per_conn = (rss_after - rss_before) / held
     result.connect_wall_s = pool.ready.connect_seconds
+    if config.server_pids and pool.ready.connected:
+        # The srv CPU s/1k column of idle and storm: per 1,000 handshakes (ms each).
+        result.server_cpu_per_1k = connect_cpu / pool.ready.connected * 1000
     result.notes.append(
         f"connected {pool.ready.connected} in {pool.ready.connect_seconds:.1f} s, "
         f"held {held} for {hold:.0f} s; server RSS {rss_before / 2**20:.0f} -> "

@@ -375,6 +375,15 @@ def _relative(r: WorkloadResult, ref: WorkloadResult, out: list[Comparison]) -> 
             None if ratio is None else ratio <= CONNECT_MAX_RATIO,
             "{:.1f}",
         )
+        compare(  # for docs/SCALING.md's cost model; the target is the wall time above
+            f"{r.workload}: server CPU ms per handshake",
+            r.server_cpu_per_1k,
+            ref.server_cpu_per_1k,
+            _fmt(_ratio(r.server_cpu_per_1k, ref.server_cpu_per_1k), "{:.2f}x"),
+            "—",
+            None,
+            "{:.2f}",
+        )
     if r.workload in INGEST_ROWS:
         compare(
             f"{r.workload}: samples/s acked",

@@ -17,10 +17,12 @@ from streams.ingest import IngestWriter
 from streams.models import Producer
 from streams.viewer import FeedViewer, parse_since
 from streamsite import metrics
-from streamsite.control import AccessWatch, Credential, session_key_of, user_now
+from streamsite.control import AccessWatch, Credential, Decisions, session_key_of
 from streamsite.frames import Close, ErrorCode, encode, error_frame
 from streamsite.live import LiveConsumer
+from streamsite.sharedread import SharedRead
 from tenants import quotas
+from tenants.access import session_user
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,14 @@ MAX_BATCH = 1000
 
 _FRAMES_OUT = metrics.key("frames_out_total", "feed_viewer")
 
-_viewer_feed = database_sync_to_async(access.feed_for_viewer)
+
+def _feed_for_viewer_now(session_key, user, feed_uuid, key, foreign_origin):
+    """The feed if the viewer may watch it now (with the session's user as it is now)."""
+    now = session_user(session_key, user)
+    return access.feed_for_viewer(now, feed_uuid, key=key, foreign_origin=foreign_origin)
+
+
+_viewer_check = SharedRead(database_sync_to_async(_feed_for_viewer_now))
 _publishing_producer = database_sync_to_async(access.producer_for_token)
 
 
@@ -52,25 +61,30 @@ class FeedViewerConsumer(LiveConsumer):
         key = self.query_param("key")
         feed_uuid = self.scope["url_route"]["kwargs"]["feed_uuid"]
         foreign_origin = self.scope.get("foreign_origin")
-        feed = await _viewer_feed(user, feed_uuid, key=key, foreign_origin=foreign_origin)
+        user_id = user.pk if user is not None and user.is_authenticated else None
+        session_key = session_key_of(self.scope)
+        # Handshakes asking the same question share its answer: reused while no
+        # notice of the tenant came (streamsite.control.Decisions), else read once
+        # for all who asked meanwhile (SharedRead). A reconnect storm costs a check.
+        question = ("feed viewer", str(feed_uuid), key, foreign_origin, user_id, session_key)
+        asked = (session_key, user, feed_uuid, key, foreign_origin)
+        feed = Decisions.current().lookup(question)
+        if feed is None:
+            feed = await _viewer_check(question, *asked)
         if feed is None:
             await self.close()
             return
 
-        session_key = session_key_of(self.scope)
-
         async def still_allowed() -> bool:
-            now = await user_now(session_key, user)
-            again = await _viewer_feed(now, feed_uuid, key=key, foreign_origin=foreign_origin)
-            return again is not None
+            return await _viewer_check(question, *asked) is not None
 
         self.watch = AccessWatch(
             feed.tenant.uuid,
-            Credential(str(feed.uuid), user_id=user.pk if user and user.is_authenticated else None),
+            Credential(str(feed.uuid), user_id=user_id),
             still_allowed=still_allowed,
             revoke=self.revoked,
         )
-        if not await self.watch.admit(self):
+        if not await self.watch.admit(self, remember=(question, feed)):
             return
         await self.accept()
         since_raw = self.query_param("since")

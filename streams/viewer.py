@@ -23,6 +23,7 @@ from streamsite import frames, metrics
 from streamsite.frames import encode
 from streamsite.hub import Hub, Item
 from streamsite.presence import Presence
+from streamsite.sharedread import SharedRead
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def _samples_to_send(feed: Feed, after_seq: int) -> tuple[list[str], events.Feed
     ], None
 
 
-_feed_state = database_sync_to_async(selectors.feed_state)
 _oldest_seq = database_sync_to_async(selectors.oldest_seq)
+
+
+_feed_state = SharedRead(database_sync_to_async(selectors.feed_state))
 
 
 class FeedViewer:
@@ -121,7 +124,10 @@ class FeedViewer:
             # right after it must resume from ``since`` again, or lose the replay.
             await self._send(encode(hello), hello["last_seq"] if since is None else since)
             self._last_seq = hello["last_seq"] if since is None else since
-        await self._catch_up()
+        # A fresh viewer's hello is the state after it joined: whatever came since
+        # is buffered (a gap in it is read from the database); a resumed one reads
+        # what it missed first.
+        await self._catch_up(read_first=since is not None)
 
     async def stop(self) -> None:
         if self._catch_up_task is not None:
@@ -165,17 +171,19 @@ class FeedViewer:
         self._catching_up = True
         self._catch_up_task = asyncio.create_task(self._catch_up())
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, *, read_first: bool = True) -> None:
         """From ``_last_seq`` to live: the database first, then what the hub buffered."""
         self._catching_up = True
         try:
             while True:
-                texts, fresh_state = await _samples_to_send(self.feed, self._last_seq)
-                if fresh_state is not None:
-                    await self._resync(self._last_seq, "samples no longer kept", fresh_state)
-                for frame in texts:
-                    self._last_seq += 1
-                    await self._send(frame, self._last_seq)
+                if read_first:
+                    texts, fresh_state = await _samples_to_send(self.feed, self._last_seq)
+                    if fresh_state is not None:
+                        await self._resync(self._last_seq, "samples no longer kept", fresh_state)
+                    for frame in texts:
+                        self._last_seq += 1
+                        await self._send(frame, self._last_seq)
+                read_first = True
                 if not await self._drain_pending_in_order():
                     break
         except asyncio.CancelledError:

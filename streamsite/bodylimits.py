@@ -11,6 +11,7 @@ front of Django. Both use ``body_limit`` and ``too_large_body`` from here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +31,19 @@ class BodyLimit:
     max_bytes: int
 
 
+@functools.lru_cache(maxsize=4096)
+def _url_name(path: str) -> str | None:
+    # Every request (WebSocket upgrades too) asks before its body: a reconnect
+    # storm asks for the same few paths thousands of times a second.
+    try:
+        return resolve(path).url_name
+    except Resolver404:
+        return None
+
+
 def body_limit(path: str) -> BodyLimit:
     """The largest body accepted for a request to ``path`` (query string allowed)."""
-    path = path.split("?", 1)[0]
-    try:
-        url_name = resolve(path).url_name
-    except Resolver404:
-        url_name = None
+    url_name = _url_name(path.split("?", 1)[0])
     if url_name == "document-upload":
         return BodyLimit(
             "DOCUMENT_MAX_BYTES", settings.DOCUMENT_MAX_BYTES + MULTIPART_OVERHEAD_BYTES

@@ -54,6 +54,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     _bucket: TokenBucket | None = None
     _refused_frames = 0
     _slots: slots.Lease | None = None
+    _revoked_early = False
 
     # Limits on what a client may send; consumers that take input raise them.
     def max_frame_bytes(self) -> int:
@@ -97,6 +98,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.send_text(encode(slots.too_many_connections(refused)))
             await self.close(code=Close.TOO_MANY_CONNECTIONS)
             raise _Refused from None
+        if self._revoked_early:
+            # Access went while the handshake was being admitted (``revoked``): refused.
+            lease, self._slots = self._slots, None
+            await lease.release()
+            await self.close()
+            raise _Refused
         await super().accept(subprotocol, headers)
         self._counted_open = True
         metrics.inc("connections_open", kind=self.metrics_kind)
@@ -211,6 +218,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def revoked(self) -> None:
         """The credential this connection came in with no longer holds (streamsite.control)."""
+        if not self._counted_open:
+            # Still in its handshake: refused where it would have been accepted.
+            self._revoked_early = True
+            return
         metrics.inc("connections_revoked_total", kind=self.metrics_kind)
         await self.send_text(error_frame(ErrorCode.REVOKED, "access was revoked"))
         await self.close(code=Close.ACCESS_REVOKED)

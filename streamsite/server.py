@@ -69,12 +69,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pprint
 import socket
 import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from autobahn.websocket import protocol as autobahn_protocol
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
@@ -90,6 +92,29 @@ ActionLogger = Callable[[str, str, dict[str, Any]], None]
 PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
 _FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
 _APPLICATION = "streamsite.asgi:application"
+
+
+class _LazyPformat:
+    """``pprint.pformat(value)``, computed only if a log line is actually rendered."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:  # str.format calls it too
+        return pprint.pformat(self.value)
+
+
+def _defer_autobahns_debug_pformat() -> None:
+    # Why: autobahn's WebSocketProtocol._connectionMade pretty-prints its ~40
+    # settings for a debug log line on every connection, before the logger can
+    # drop it: 12% of the server's CPU in a reconnect storm. The module's own
+    # name ``pformat`` is given a lazy twin (pinned by test_server_contract).
+    autobahn_protocol.pformat = _LazyPformat  # type: ignore[assignment]
+
+
+_defer_autobahns_debug_pformat()
 
 
 def pending_bytes(transport: object) -> int:
@@ -423,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
         args += ["--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE)]
     if not any(a.startswith("--websocket-max-frame-size") for a in args):
         args += ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE)]
+    if not any(a.startswith("--websocket_connect_timeout") for a in args):
+        args += ["--websocket_connect_timeout", str(settings.WEBSOCKET_CONNECT_TIMEOUT_SECONDS)]
     args.append(_APPLICATION)
     # The upload parser's worker processes (documents/parsing.py) start now, not
     # when the first upload is waiting for them.

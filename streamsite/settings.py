@@ -251,6 +251,10 @@ PUBLISH_MAX_BYTES = env_int("PUBLISH_MAX_BYTES", 256 * 1024, minimum=1024)
 PUBLISH_RATE_LIMIT = env_int("PUBLISH_RATE_LIMIT", 20_000, minimum=1)
 # A WebSocket with more than this much unsent is closed (4008): see streamsite/server.py.
 WEBSOCKET_MAX_PENDING_BYTES = env_int("WEBSOCKET_MAX_PENDING_BYTES", 4 * 1024 * 1024, minimum=1024)
+# A WebSocket handshake not done this long after its TCP connection is dropped
+# (Daphne's --websocket_connect_timeout; its own default, 5 s, turned a reconnect
+# storm into a retry storm: every handshake queued past 5 s was refused and retried).
+WEBSOCKET_CONNECT_TIMEOUT_SECONDS = env_int("WEBSOCKET_CONNECT_TIMEOUT_SECONDS", 30, minimum=1)
 # Open WebSockets one signed-in user may hold at once.
 MAX_CONNECTIONS_PER_USER = env_int("MAX_CONNECTIONS_PER_USER", 50, minimum=1)
 # Open connections (WebSockets and Server-Sent Events) per credential, counted in

@@ -1,4 +1,4 @@
-"""Changes to a user that end their access: announced to every tenant they belong to.
+"""Changes that end access, announced: to a user (to every tenant they belong to), deletions.
 
 Deactivating a user, changing their password (which invalidates their other
 sessions) or deleting them must close their open connections within a second,
@@ -51,3 +51,15 @@ def _announce_access_change(sender, instance, **kwargs) -> None:
 def _announce_deletion(sender, instance, **kwargs) -> None:
     # Before the cascade removes the memberships that name the tenants.
     user_access_changed(user_id=instance.pk)
+
+
+@receiver(pre_delete, sender="streams.Feed")
+@receiver(pre_delete, sender="documents.Document")
+def _announce_object_deletion(sender, instance, **kwargs) -> None:
+    # Its viewers re-check (and are closed), and no handshake reuses an answer about it.
+    access_changed(tenant_uuid=instance.tenant.uuid, object_uuid=instance.uuid)
+
+
+@receiver(pre_delete, sender="streams.Producer")
+def _announce_producer_deletion(sender, instance, **kwargs) -> None:
+    access_changed(tenant_uuid=instance.tenant.uuid, producer_uuid=instance.uuid)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pprint
 import re
 import uuid
 
@@ -23,6 +24,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
+from streamsite import server as server_module
 from streamsite.server import (
     BodyLimitedHTTPFactory,
     BodyLimitedRequest,
@@ -293,3 +295,13 @@ def test_websocket_protocol_attributes_we_rely_on_are_there():
     autobahn_source += inspect.getsource(autobahn_protocol.WebSocketProtocol)
     for attribute in ("http_request_data", "http_response_data", "http_headers"):
         assert f"self.{attribute}" in autobahn_source, attribute
+
+
+def test_autobahns_per_connection_debug_pformat_is_computed_only_when_logged():
+    # autobahn pretty-prints its settings for a debug line at every connection
+    # (12% of a reconnect storm's CPU); streamsite.server makes its pformat lazy.
+    source = inspect.getsource(autobahn_protocol.WebSocketProtocol._connectionMade)
+    assert "pformat(configAttrLog)" in source
+    assert autobahn_protocol.pformat is server_module._LazyPformat
+    settings_log = [("openHandshakeTimeout", 30, "WebSocketServerFactory")]
+    assert f"{autobahn_protocol.pformat(settings_log)}" == pprint.pformat(settings_log)
