@@ -160,6 +160,9 @@ class ShardedSubscription:
         self._pubsub = client.pubsub()
         self._queue: asyncio.Queue[dict[str, Any] | Exception] = asyncio.Queue()
         self._readers: dict[str, asyncio.Task[None]] = {}
+        # One error waiting to be read at most: a node down for an hour must not
+        # queue 7,200 of them while nobody reads (the hub reads none once idle).
+        self._error_queued = False
 
     def node_names(self) -> list[str]:
         """The nodes this subscription holds a connection to (tests, /healthz-style status)."""
@@ -187,6 +190,7 @@ class ShardedSubscription:
         except TimeoutError:
             return None
         if isinstance(got, Exception):
+            self._error_queued = False
             raise got
         return got
 
@@ -214,7 +218,9 @@ class ShardedSubscription:
             except (redis.RedisError, OSError) as exc:
                 # The hub marks itself disconnected; the next read reconnects this
                 # node, and redis-py subscribes again (confirmations follow).
-                self._queue.put_nowait(exc)
+                if not self._error_queued:
+                    self._error_queued = True
+                    self._queue.put_nowait(exc)
                 await asyncio.sleep(0.5)
                 continue
             if message is not None:
