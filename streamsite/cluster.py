@@ -29,14 +29,16 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,46 @@ _KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "uns
 _READ_SECONDS = 1.0
 
 
+@contextlib.contextmanager
+def redis_errors() -> Iterator[None]:
+    """A cluster that cannot be reached raises RedisClusterException, which is no
+    RedisError: raised as a ConnectionError, it meets every ``except redis.RedisError``
+    that makes Streamsite fail open (presence, slots, the publisher) as with one Redis."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise redis.ConnectionError(str(exc)) from exc
+
+
+class SyncRedisCluster(RedisCluster):
+    """redis-py's cluster client whose errors are all RedisErrors (``redis_errors``)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with redis_errors():
+            return super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def translated_execute(*args: Any, **kwargs: Any) -> Any:
+            with redis_errors():
+                return execute(*args, **kwargs)
+
+        pipe.execute = translated_execute  # type: ignore[method-assign]
+        return pipe
+
+
 def sync_client(url: str, *, socket_timeout: float = 5) -> redis.Redis:
     """A cluster client for sync code (``hub.sync_client()`` in cluster mode).
 
     Typed as ``redis.Redis``: the commands Streamsite sends are common to both
     clients (cross-slot ones go through ``mget`` below).
     """
-    client = RedisCluster.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=2)
+    with redis_errors():  # it reads the slot map at once
+        client = SyncRedisCluster.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=2
+        )
     return cast(redis.Redis, client)
 
 
@@ -122,23 +157,34 @@ class WaitingRedisCluster(AsyncRedisCluster):
     gate: Gate | None = None
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        if self.gate is None:
-            return await super().execute_command(*args, **kwargs)
-        async with self.gate.held():
-            return await super().execute_command(*args, **kwargs)
+        with redis_errors():
+            if self.gate is None:
+                return await super().execute_command(*args, **kwargs)
+            async with self.gate.held():
+                return await super().execute_command(*args, **kwargs)
 
-    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        gate = self.gate
-        if gate is not None:
-            execute = pipe.execute
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> WaitingPipeline:
+        super().pipeline(transaction, shard_hint)  # its checks (a cheap object, dropped)
+        return WaitingPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py does
 
-            async def gated_execute(*args: Any, **kwargs: Any) -> Any:
-                async with gate.held():
-                    return await execute(*args, **kwargs)
 
-            pipe.execute = gated_execute  # type: ignore[method-assign]
-        return pipe
+class WaitingPipeline(AsyncClusterPipeline):
+    """A pipeline of WaitingRedisCluster: gated as one call, its errors RedisErrors."""
+
+    async def initialize(self) -> WaitingPipeline:
+        with redis_errors():  # the slot map, read on ``async with`` when not known yet
+            await super().initialize()
+        return self
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        gate = getattr(self.cluster_client, "gate", None)
+        with redis_errors():
+            if gate is None:
+                return await super().execute(raise_on_error, allow_redirections)
+            async with gate.held():
+                return await super().execute(raise_on_error, allow_redirections)
 
 
 def mget(client: redis.Redis, keys: Sequence[str]) -> list[Any]:
@@ -169,12 +215,14 @@ class ShardedSubscription:
         return list(self._pubsub.node_pubsub_mapping)
 
     async def subscribe(self, channel: str) -> None:
-        await self._cluster.initialize()  # the slot map; at once when known
-        await self._pubsub.ssubscribe(channel)
+        with redis_errors():
+            await self._cluster.initialize()  # the slot map; at once when known
+            await self._pubsub.ssubscribe(channel)
         self._start_readers()
 
     async def unsubscribe(self, channel: str) -> None:
-        await self._pubsub.sunsubscribe(channel)
+        with redis_errors():
+            await self._pubsub.sunsubscribe(channel)
 
     async def ping(self) -> None:
         """A PING on each node's subscription: the answers show every node is alive."""
@@ -215,7 +263,9 @@ class ShardedSubscription:
                 )
             except RuntimeError:
                 return  # closed under us ("pubsub connection not set")
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, RedisClusterException, OSError) as exc:
+                if isinstance(exc, RedisClusterException):
+                    exc = redis.ConnectionError(str(exc))
                 # The hub marks itself disconnected; the next read reconnects this
                 # node, and redis-py subscribes again (confirmations follow).
                 if not self._error_queued:

@@ -248,9 +248,10 @@ class _Publisher(threading.Thread):
                         self._done.notify_all()
 
     def _send(self, batch: list[tuple[list, Callable[[Pipeline], None] | None]]) -> None:
-        with self._client().pipeline(transaction=False) as pipe:
+        client = self._client()
+        with client.pipeline(transaction=False) as pipe:
             # On a cluster the pipeline is split by node: each channel goes to its slot's.
-            send = pipe.spublish if settings.REDIS_CLUSTER else pipe.publish
+            send = pipe.spublish if cluster.is_cluster(client) else pipe.publish
             for messages, also in batch:
                 for group, items in messages:
                     send(CHANNEL_PREFIX + group, encode_items(items))

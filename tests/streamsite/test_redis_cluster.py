@@ -290,3 +290,33 @@ async def test_a_burst_of_presence_waits_for_the_clusters_connections_instead_of
     finally:
         await asyncio.gather(*(runtime.presence.leave(group, m) for m, _ in entered))
         await runtime.close()
+
+
+async def test_an_unreachable_cluster_fails_open_as_an_unreachable_redis_does(
+    settings, monkeypatch
+):
+    """redis-py raises RedisClusterException (no RedisError) when no node answers: presence,
+    slots and the publisher must still take it as Redis being away."""
+    from streamsite import presence, slots
+
+    settings.REDIS_URL, settings.REDIS_CLUSTER = "redis://127.0.0.1:1/0", True  # nobody there
+    monkeypatch.setattr(hub, "_sync_client", None)
+    runtime = Runtime(settings.REDIS_URL, cluster=True)
+    try:
+        # Not refused, though the cap is 0: caps are not counted while Redis is away.
+        lease = await asyncio.to_thread(
+            slots.claim_sync, [slots.Claim("concurrent_uploads", "t", 0)]
+        )
+        await asyncio.to_thread(lease.release_sync)
+        _, count = await runtime.presence.enter("feed.away", {"user": 1})
+        assert count == 0
+        with pytest.raises(redis.ConnectionError):
+            await runtime.hub.join("feed.away", Recorder())
+        with pytest.raises(redis.ConnectionError):
+            await asyncio.to_thread(presence.watching_count, "feed.away")
+        hub.publish("feed.away", [(None, '"lost"')])
+        assert await asyncio.to_thread(hub.flush)
+        assert hub._the_publisher is not None and hub._the_publisher.is_alive()
+        assert "does not answer" in (hub.live_events_problem() or "")
+    finally:
+        await runtime.close()
