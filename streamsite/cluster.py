@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
@@ -39,8 +38,6 @@ from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
-
-log = logging.getLogger(__name__)
 
 # The sharded kinds as the hub knows them from classic pub/sub.
 _KINDS = {"smessage": "message", "ssubscribe": "subscribe", "sunsubscribe": "unsubscribe"}
@@ -166,7 +163,8 @@ class WaitingRedisCluster(AsyncRedisCluster):
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
     ) -> WaitingPipeline:
-        super().pipeline(transaction, shard_hint)  # its checks (a cheap object, dropped)
+        if shard_hint:  # as redis-py's own pipeline()
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
         return WaitingPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py does
 
 
@@ -211,7 +209,7 @@ class ShardedSubscription:
         self._error_queued = False
 
     def node_names(self) -> list[str]:
-        """The nodes this subscription holds a connection to (tests, /healthz-style status)."""
+        """The nodes this subscription holds a connection to (for tests)."""
         return list(self._pubsub.node_pubsub_mapping)
 
     async def subscribe(self, channel: str) -> None:
@@ -226,8 +224,9 @@ class ShardedSubscription:
 
     async def ping(self) -> None:
         """A PING on each node's subscription: the answers show every node is alive."""
-        for node_pubsub in list(self._pubsub.node_pubsub_mapping.values()):
-            await node_pubsub.ping()
+        with redis_errors():
+            for node_pubsub in list(self._pubsub.node_pubsub_mapping.values()):
+                await node_pubsub.ping()
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109 (PubSub's signature)
         """The next message or confirmation of any node; raises what a node's reader met."""

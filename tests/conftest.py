@@ -243,7 +243,10 @@ def redis_cluster_mode(redis_cluster, settings, monkeypatch):
     from streamsite import hub
 
     settings.REDIS_URL, settings.REDIS_CLUSTER = redis_cluster.url, True
-    monkeypatch.setattr(hub, "_sync_client", None)
+    # Under the lock: a background thread (the publisher, the slot renewer) may be
+    # making a client with the old settings.
+    with hub._sync_lock:
+        monkeypatch.setattr(hub, "_sync_client", None)
     yield redis_cluster
     client = hub._sync_client
     if client is not None:

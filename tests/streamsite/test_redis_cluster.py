@@ -300,7 +300,8 @@ async def test_an_unreachable_cluster_fails_open_as_an_unreachable_redis_does(
     from streamsite import presence, slots
 
     settings.REDIS_URL, settings.REDIS_CLUSTER = "redis://127.0.0.1:1/0", True  # nobody there
-    monkeypatch.setattr(hub, "_sync_client", None)
+    with hub._sync_lock:  # after a client another thread may be making with the old settings
+        monkeypatch.setattr(hub, "_sync_client", None)
     runtime = Runtime(settings.REDIS_URL, cluster=True)
     try:
         # Not refused, though the cap is 0: caps are not counted while Redis is away.
