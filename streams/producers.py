@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
@@ -163,7 +164,11 @@ class FeedFollower:
         if self._pubsub is None:
             try:
                 pubsub = hub.sync_client().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(hub.CHANNEL_PREFIX + events.feed_group(self.feed.uuid))
+                channel = hub.CHANNEL_PREFIX + events.feed_group(self.feed.uuid)
+                if settings.REDIS_CLUSTER:
+                    pubsub.ssubscribe(channel)  # the hub's groups are shard channels there
+                else:
+                    pubsub.subscribe(channel)
                 self._pubsub = pubsub
             except redis.RedisError as exc:
                 log.warning("follower of %s: no live events (%s); polling", self.feed.uuid, exc)
@@ -183,6 +188,8 @@ class FeedFollower:
             try:
                 if self._pubsub is None:
                     time.sleep(min(remaining, 0.2))
+                elif settings.REDIS_CLUSTER:
+                    self._pubsub.get_sharded_message(timeout=min(remaining, 0.5))
                 else:
                     self._pubsub.get_message(timeout=min(remaining, 0.5))
             except redis.RedisError:

@@ -108,3 +108,38 @@ def check_shared_services(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return messages
+
+
+@register(TAG, deploy=True)
+def check_redis_cluster(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With REDIS_CLUSTER=1, REDIS_URL must name a node of a cluster that serves every slot."""
+    if settings.DEBUG or not settings.REDIS_CLUSTER:
+        return []
+    import redis
+
+    where = settings.REDIS_URL.rsplit("@", 1)[-1]  # never a password
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    try:
+        info = client.execute_command("CLUSTER", "INFO")
+        problem = None if "cluster_state:ok" in _text(info) else "its cluster_state is not ok"
+    except redis.ResponseError as exc:
+        problem = f"it is not a cluster node ({exc})"
+    except (redis.RedisError, OSError) as exc:
+        problem = f"it does not answer ({exc})"
+    finally:
+        client.close()
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"REDIS_CLUSTER is on and REDIS_URL names {where}, but {problem}: live events, "
+            "presence and connection caps would fail.",
+            hint="Point REDIS_URL at a node of a Redis Cluster (Redis 7+) whose slots are all "
+            "served, or set REDIS_CLUSTER=0 for a single Redis.",
+            id="streamsite.E005",
+        )
+    ]
+
+
+def _text(reply: object) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

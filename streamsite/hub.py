@@ -23,6 +23,10 @@ object, ``{``; the hub's own items start with a digit or a tab). The hub's
 own publishes keep their compact format: the prepared-frame broadcast is the
 fast path, and the layer is its public door.
 
+On a Redis Cluster (``REDIS_CLUSTER=1``) a group's channel is a shard channel:
+SPUBLISH here, SSUBSCRIBE through ``streamsite.cluster.ShardedSubscription``,
+which speaks the same dialect as redis-py's PubSub; the rest is this code.
+
 Pub/sub is fire-and-forget: a process that loses Redis misses what was sent in
 the meantime. Subscribers are told (``hub_reconnected``) and recover from the
 database, which is the source of truth; the hub only makes things fast.
@@ -45,6 +49,7 @@ import redis.asyncio as aredis
 from django.conf import settings
 from redis.client import Pipeline
 
+from streamsite import cluster
 from streamsite.frames import encode, websocket_frame
 
 log = logging.getLogger(__name__)
@@ -117,9 +122,12 @@ def sync_client() -> redis.Redis:
     global _sync_client
     with _sync_lock:
         if _sync_client is None:
-            _sync_client = redis.Redis.from_url(
-                settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
-            )
+            if settings.REDIS_CLUSTER:
+                _sync_client = cluster.sync_client(settings.REDIS_URL)
+            else:
+                _sync_client = redis.Redis.from_url(
+                    settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2
+                )
         return _sync_client
 
 
@@ -240,10 +248,13 @@ class _Publisher(threading.Thread):
                         self._done.notify_all()
 
     def _send(self, batch: list[tuple[list, Callable[[Pipeline], None] | None]]) -> None:
-        with self._client().pipeline(transaction=False) as pipe:
+        client = self._client()
+        with client.pipeline(transaction=False) as pipe:
+            # On a cluster the pipeline is split by node: each channel goes to its slot's.
+            send = pipe.spublish if cluster.is_cluster(client) else pipe.publish
             for messages, also in batch:
                 for group, items in messages:
-                    pipe.publish(CHANNEL_PREFIX + group, encode_items(items))
+                    send(CHANNEL_PREFIX + group, encode_items(items))
                 if also is not None:
                     also(pipe)
             pipe.execute()
@@ -276,10 +287,15 @@ class Subscriber(Protocol):
 class Hub:
     """The one Redis subscription of this event loop (owned by streamsite.runtime.Runtime)."""
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis | cluster.AsyncRedisCluster) -> None:
         # PubSub takes a connection out of the client's pool at its first SUBSCRIBE
         # and keeps it; the runtime gives it a pool of its own (streamsite/runtime.py).
-        self._pubsub = client.pubsub()
+        # On a cluster, one connection per node that owns a subscribed group's slot.
+        self._pubsub: aredis.client.PubSub | cluster.ShardedSubscription = (
+            cluster.ShardedSubscription(client)
+            if isinstance(client, cluster.AsyncRedisCluster)
+            else client.pubsub()
+        )
         self._groups: dict[str, set[Subscriber]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None

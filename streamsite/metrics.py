@@ -3,7 +3,8 @@
 Counting must cost nothing on the hot path, so each process counts in plain
 module-level integers and a background task writes its totals to a Redis hash
 ``metrics:proc:<id>`` every FLUSH seconds (expiring when the process is gone).
-``/metrics`` sums the live processes. Per-feed sample rates come from per-minute
+``/metrics`` sums the live processes (on a Redis Cluster its SCAN visits every
+node, and the per-feed counters are read one slot at a time). Per-feed sample rates come from per-minute
 counters that the publishing process increments with each batch.
 """
 
@@ -23,7 +24,7 @@ import redis.asyncio as aredis
 from django.conf import settings
 from redis.typing import EncodableT
 
-from streamsite import hub
+from streamsite import cluster, hub
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def _feed_rates(client: redis.Redis, feed_names: dict[str, str]) -> Iterable[str
     yield "# TYPE streamsite_feed_samples_per_second gauge"
     last_minute = int(time.time() // 60) - 1
     keys = [samples_key(feed_uuid, last_minute) for feed_uuid in feed_names]
-    values = client.mget(keys) if keys else []
+    values = cluster.mget(client, keys) if keys else []
     for (feed_uuid, name), value in zip(feed_names.items(), values, strict=True):
         if value is not None:
             rate = int(value) / 60
@@ -200,4 +201,7 @@ def _feed_rates(client: redis.Redis, feed_names: dict[str, str]) -> Iterable[str
 
 
 def redis_client() -> redis.Redis:
+    if settings.REDIS_CLUSTER:
+        # The process's one cluster client: a new one would read the slot map each time.
+        return hub.sync_client()
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)

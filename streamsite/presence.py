@@ -1,8 +1,10 @@
 """Who is watching a feed or document now, across every process.
 
-Each open connection is a member of a Redis sorted set ``presence:<group>``
+Each open connection is a member of a Redis sorted set ``presence:{<group>}``
 scored by the time it was last confirmed alive, with its details (user or
-share key, since when) in the hash ``presence-info:<group>``. Each process
+share key, since when) in the hash ``presence-info:{<group>}``. The braces
+are a hash tag: on a Redis Cluster a group's two keys share a slot, so a
+connection's enter or leave is one round trip to one node. Each process
 re-confirms all of its own connections in one pipeline every REFRESH seconds,
 so connections of a process that died without saying goodbye drop out after
 EXPIRY seconds.
@@ -35,11 +37,11 @@ BROADCAST_EVERY_SECONDS = 1.0
 
 
 def _members_key(group: str) -> str:
-    return f"presence:{group}"
+    return f"presence:{{{group}}}"
 
 
 def _info_key(group: str) -> str:
-    return f"presence-info:{group}"
+    return f"presence-info:{{{group}}}"
 
 
 def presence_frame(count: int) -> str:

@@ -182,12 +182,18 @@ else:
 # burst waits for a free one before that call fails.
 REDIS_POOL_SIZE = env_int("REDIS_POOL_SIZE", 50, minimum=1)
 REDIS_POOL_TIMEOUT_SECONDS = env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1)
+# REDIS_URL names any node of a Redis Cluster (7+): groups use sharded pub/sub
+# (SSUBSCRIBE/SPUBLISH) and every key is routed to its slot (streamsite/cluster.py).
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
 # The Channels layer: channels-redis's pub/sub layer on the same Redis, whose groups
 # are the hub's (streamsite/hub.py, "The channel layer"): group_send(group, {"type":
 # "stream.frame", "frame": ...}) from any process or shell reaches the group's viewers.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        # On a cluster, the same layer whose group_send SPUBLISHes (streamsite/cluster.py).
+        "BACKEND": "streamsite.cluster.ClusterChannelLayer"
+        if REDIS_CLUSTER
+        else "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": "streamsite", "serializer_format": "json"},
     }
 }

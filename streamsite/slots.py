@@ -1,7 +1,7 @@
 """Counted slots across every process: open connections, running uploads and exports.
 
-A cap ("at most N of these at once") is a Redis sorted set ``slots:<limit>:<id>``
-whose members are the holders, each scored by when it was last confirmed alive.
+A cap ("at most N of these at once") is a Redis sorted set
+``slots:{slots}:<limit>:<id>`` whose members are the holders, each scored by when it was last confirmed alive.
 Taking slots is one Lua script, so it is atomic across processes and takes
 either every slot asked for (a connection counts against its user, its share
 key and its address at once) or none. A holder is a ``Lease``; a daemon thread
@@ -10,6 +10,12 @@ drops members not confirmed for EXPIRY_SECONDS, so the slots of a process that
 died (kill -9) free themselves within EXPIRY_SECONDS. The thread holds leases
 weakly: a lease that was dropped without being released (a request whose
 response never started) stops being confirmed and expires the same way.
+
+Every slots key has the hash tag ``{slots}``: on a Redis Cluster the one script
+that takes a connection's user, share key and address caps at once needs its keys
+in one slot. So all caps live on one node; they cost one call per connection
+opened and one pipeline per process every REFRESH_SECONDS, not per sample
+(docs/ARCHITECTURE.md, "Redis Cluster").
 
 Redis unavailable: slots fail open (nothing is held back, a warning is logged).
 Caps protect the service from a tenant; refusing everyone while Redis is away
@@ -69,7 +75,7 @@ class Claim:
 
     @property
     def key(self) -> str:
-        return f"slots:{self.limit}:{self.owner}"
+        return f"slots:{{slots}}:{self.limit}:{self.owner}"
 
 
 class Refused(Exception):

@@ -38,7 +38,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, str] = {}
     for name, check in (
         ("database", database_sync_to_async(_database_ok)),
-        ("redis", runtime.redis.ping),
+        ("redis", runtime.ping),
     ):
         try:
             await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)

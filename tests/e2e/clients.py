@@ -38,6 +38,19 @@ async def next_frame(socket) -> dict:
                 return frame
 
 
+async def turn_page(steerer_url: str, follower_url: str, page_no: int) -> tuple[list, list]:
+    """A steerer and a follower of one document: the page each is shown first, then the
+    frame each gets once the steerer turns to ``page_no``."""
+    async with (
+        websockets.connect(steerer_url) as steerer,
+        websockets.connect(follower_url) as follower,
+    ):
+        first = [(await next_frame(s))["page_no"] for s in (steerer, follower)]
+        await steerer.send(json.dumps({"type": "page", "page_no": page_no}))
+        turned = [await next_frame(s) for s in (steerer, follower)]
+    return first, turned
+
+
 class ReconnectingViewer:
     """A feed viewer that behaves as the feed page does: whenever its socket closes
     (or cannot open) it tries again after ``retry_seconds`` with ``?since=<last seq>``.

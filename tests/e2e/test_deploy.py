@@ -31,7 +31,7 @@ import websockets
 from documents.services import document_create
 from tests.conftest import ROOT, Daphne, free_port, server_env, unavailable, wait_for_port
 from tests.documents.conftest import numbers_tsv
-from tests.e2e.clients import next_frame, next_sample
+from tests.e2e.clients import next_sample, turn_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -255,15 +255,7 @@ def test_a_page_change_reaches_a_document_viewer_on_the_other_process(nginx, bac
     ).document
     path = f"/ws/documents/{document.uuid}/"
     url = f"{nginx.ws}{path}?key={document.share_key}"
-
-    async def scenario():
-        async with websockets.connect(url) as steerer, websockets.connect(url) as follower:
-            first = [(await next_frame(s))["page_no"] for s in (steerer, follower)]
-            await steerer.send(json.dumps({"type": "page", "page_no": 3}))
-            turned = [await next_frame(s) for s in (steerer, follower)]
-        return first, turned
-
-    first, turned = asyncio.run(scenario())
+    first, turned = asyncio.run(turn_page(url, url, 3))
     assert first == [1, 1]
     assert [(f["page_no"], f["state"]) for f in turned] == [(3, 2), (3, 2)]
     assert turned[1]["data"][0][0] == "201"  # the first row of page 3
