@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import socket
 import uuid
 
 from autobahn.websocket import protocol as autobahn_protocol
@@ -293,3 +294,18 @@ def test_websocket_protocol_attributes_we_rely_on_are_there():
     autobahn_source += inspect.getsource(autobahn_protocol.WebSocketProtocol)
     for attribute in ("http_request_data", "http_response_data", "http_headers"):
         assert f"self.{attribute}" in autobahn_source, attribute
+
+
+def test_daphnes_fd_option_adopts_an_inherited_ipv4_listening_socket():
+    """--processes hands each child the supervisor's socket as ``--fd N``: Daphne turns
+    it into ``fd:fileno=N``, parsed by the Twisted plugin Daphne ships, which adopts
+    every descriptor as AF_INET (its ``domain`` is not converted: IPv4 only)."""
+    from daphne.endpoints import build_endpoint_description_strings
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
+
+    (description,) = build_endpoint_description_strings(file_descriptor=7)
+    assert description == "fd:fileno=7"
+    endpoint = serverFromString(reactor, description)
+    assert isinstance(endpoint, AdoptedStreamServerEndpoint)
+    assert (endpoint.fileno, endpoint.addressFamily) == (7, socket.AF_INET)
