@@ -162,6 +162,8 @@ class Supervisor:
             env=env,
             pass_fds=(self.sock.fileno(), self._ready_write),
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (the supervisor runs no threads)
+            # A group of its own: what it started (the upload parsers) goes with it.
+            process_group=0,
         )
         child.started_at, child.ready = time.monotonic(), False
         child.history.append(child.process.pid)
@@ -172,6 +174,7 @@ class Supervisor:
         for child in self.children:
             process = child.process
             if process is not None and process.poll() is not None:
+                _kill_group(process)
                 if now - child.started_at > HEALTHY_AFTER_SECONDS:
                     child.restarts = 0
                 delay = min(MAX_BACKOFF_SECONDS, 2.0**child.restarts)
@@ -233,7 +236,15 @@ class Supervisor:
                 )
                 process.kill()
                 process.wait()
+            _kill_group(process)
         self.sock.close()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """What an exited child left behind: a child killed with SIGKILL cannot stop its
+    upload parser processes (documents/parsing.py), which would run on as orphans."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def report_ready() -> None:

@@ -140,6 +140,7 @@ def test_a_viewer_on_one_process_gets_samples_published_through_the_other(superv
 
 def test_a_killed_process_is_restarted_and_the_port_keeps_answering(supervised, acme_feed):
     victim, survivor = supervised.children()
+    left_behind = victim.children(recursive=True)  # its upload parser processes
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     # The survivor takes every connection meanwhile: the socket is the supervisor's.
@@ -148,6 +149,7 @@ def test_a_killed_process_is_restarted_and_the_port_keeps_answering(supervised, 
     supervised.wait_for("ready again")
     pids = {child.pid for child in supervised.children()}
     assert survivor.pid in pids and victim.pid not in pids and len(pids) == 2
+    assert left_behind and psutil.wait_procs(left_behind, timeout=10)[1] == []
 
     async def holders() -> set[int]:
         sockets = await open_viewers(viewer_url(supervised, acme_feed.feed), 30)
@@ -161,7 +163,7 @@ def test_a_killed_process_is_restarted_and_the_port_keeps_answering(supervised, 
 
 
 def test_sigterm_to_the_supervisor_stops_every_process(supervised):
-    children = supervised.children()
+    children = psutil.Process(supervised.process.pid).children(recursive=True)
     supervised.process.send_signal(signal.SIGTERM)
     assert supervised.process.wait(30) == 0
     _, alive = psutil.wait_procs(children, timeout=5)
@@ -171,7 +173,7 @@ def test_sigterm_to_the_supervisor_stops_every_process(supervised):
 
 
 def test_children_stop_when_the_supervisor_is_killed(supervised):
-    children = supervised.children()
+    children = psutil.Process(supervised.process.pid).children(recursive=True)
     supervised.process.kill()
     supervised.process.wait(10)
     _, alive = psutil.wait_procs(children, timeout=20)
