@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Handshake bursts (every viewer reconnecting after a deploy) queue here, in the
 # kernel, until a child accepts them; Twisted's own default is 50. The kernel caps
@@ -135,7 +135,6 @@ class Child:
     started_at: float = 0.0
     next_start_at: float = 0.0
     ready: bool = False
-    history: list[int] = field(default_factory=list)  # pids it has had
 
 
 class Supervisor:
@@ -166,7 +165,6 @@ class Supervisor:
             process_group=0,
         )
         child.started_at, child.ready = time.monotonic(), False
-        child.history.append(child.process.pid)
 
     def reap(self) -> None:
         """Children that exited: started again after their backoff."""
