@@ -162,12 +162,19 @@ class ReferenceTarget:
         self.stop_server()
 
 
-def streamsite_server_cmd(port: int, python: str = sys.executable) -> list[str]:
+def streamsite_server_cmd(
+    port: int, python: str = sys.executable, processes: int | None = None
+) -> list[str]:
     """The one place that says how Streamsite is served for the benchmark.
 
     The production launcher (``streamsite.server``: Daphne with Streamsite's
-    limits), one process, with a listen backlog large enough for handshake bursts.
+    limits), one process, with a listen backlog large enough for handshake bursts;
+    with ``processes``, that many under its supervisor on the one port, as deployed
+    (``--processes``: the supervisor's socket has the same backlog).
     """
+    if processes is not None:
+        return [python, "-m", "streamsite.server", "-b", HOST, "-p", str(port),
+                "--processes", str(processes)]  # fmt: skip
     endpoint = f"tcp:port={port}:interface={HOST}:backlog=2048"
     return [python, "-m", "streamsite.server", "-e", endpoint]
 

@@ -1,7 +1,9 @@
 """``python -m streamsite.server [daphne options]``: Daphne with Streamsite's limits.
 
 Every argument is Daphne's (``-b``, ``-p``, ``--fd``, ``-u``, ``--proxy-headers``
-...) except the application, which is always Streamsite's (``streamsite.asgi``). On top:
+...) except the application, which is always Streamsite's (``streamsite.asgi``), and
+``--processes N`` (or ``auto``: one per core), which serves the ``-b``/``-p`` port from
+N such processes under a supervisor (``streamsite.processes``). On top:
 
 - **Message size.** WebSocket messages and frames are limited to
   ``DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE`` (the largest document upload plus 1 MiB,
@@ -83,7 +85,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-from streamsite import metrics
+from streamsite import metrics, processes
 from streamsite.bodylimits import BodyLimit, body_limit, too_large_body
 from streamsite.frames import Close
 
@@ -405,6 +407,8 @@ class StreamsiteServer(daphne_server.Server):
     def _factories_made(self) -> None:
         """``ready_callable``: the factories exist, the reactor has not started."""
         self.ws_factory.protocol = BoundedWebSocketProtocol
+        # Under --processes: the supervisor hears once this child accepts connections.
+        reactor.callWhenRunning(processes.report_ready)
         if self._then_ready is not None:
             self._then_ready()
 
@@ -439,11 +443,23 @@ def _response_pending_bytes(request: WebRequest) -> int:
     return pending_bytes(channel.transport) if channel is not None else 0
 
 
+def check_daphne_args(args: list[str]) -> None:
+    """Exit 2 with Daphne's message unless ``args`` are options Daphne takes (for
+    --processes, which gives each child an endpoint of its own: no -b or -p left)."""
+    cli = CommandLineInterface()
+    parsed = cli.parser.parse_args([*args, "--fd", "3", _APPLICATION])
+    if parsed.host is not None or parsed.port is not None:
+        cli.parser.error("--processes: give -b and -p in full (--bind, --port)")
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if processes.requested(args):
+        command = [sys.executable, "-m", "streamsite.server"]
+        sys.exit(processes.main(args, command, check_daphne_args))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "streamsite.settings")
     from django.conf import settings
 
-    args = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("--websocket-max-message-size") for a in args):
         args += ["--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE)]
     if not any(a.startswith("--websocket-max-frame-size") for a in args):

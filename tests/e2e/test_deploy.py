@@ -18,10 +18,8 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
@@ -29,14 +27,14 @@ import pytest
 import websockets
 
 from documents.services import document_create
+from streamsite import nginxproc
+from streamsite.nginxproc import DEPLOY, Nginx, replaced
 from tests.conftest import ROOT, Daphne, free_port, server_env, unavailable, wait_for_port
 from tests.documents.conftest import numbers_tsv
 from tests.e2e.clients import next_sample, turn_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-DEPLOY = ROOT / "deploy"
-PRODUCTION_STATIC_ROOT = "/srv/streamsite/static/"
 PRODUCTION_LOCATIONS = "/etc/nginx/snippets/streamsite-locations.conf"
 
 
@@ -49,92 +47,11 @@ def required_binary(name: str, candidates: list[str]) -> str:
 
 
 def nginx_binary() -> str:
-    return required_binary("nginx", [shutil.which("nginx") or "", "/usr/sbin/nginx"])
-
-
-def replaced(text: str, old: str, new: str) -> str:
-    """``text`` with ``old`` replaced; fails if the deploy file no longer says ``old``."""
-    assert old in text, f"deploy/ no longer contains {old!r}: update this test"
-    return text.replace(old, new)
-
-
-def main_config(prefix: Path, site: str) -> str:
-    """nginx's main file for a test: everything inside ``prefix``, in the foreground."""
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the pytest tmp dirs
-    mime = "include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() else ""
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""{user}worker_processes 1;
-daemon off;
-pid {prefix / "nginx.pid"};
-error_log {prefix / "error.log"} notice;
-events {{ worker_connections 512; }}
-http {{
-    {mime}
-    default_type application/octet-stream;
-{temp}
-    log_format upstreams '$request_method $uri $status $upstream_addr';
-    access_log {prefix / "access.log"} upstreams;
-{site}
-}}
-"""
-
-
-@dataclass
-class Nginx:
-    process: subprocess.Popen
-    port: int
-    prefix: Path
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def upstreams_of(self, path: str, timeout: float = 10.0) -> list[str]:
-        """``$upstream_addr`` of each logged request for ``path`` (logged once it ends)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            log = (self.prefix / "access.log").read_text()
-            found = [line.split()[-1] for line in log.splitlines() if line.split()[1] == path]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+    return nginxproc.nginx_binary() or unavailable("nginx is not installed (apt-get install nginx)")
 
 
 def start_nginx(prefix: Path, site: str, port: int) -> Nginx:
-    binary = nginx_binary()
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / kind).mkdir(parents=True, exist_ok=True)
-    config = prefix / "nginx.conf"
-    config.write_text(main_config(prefix, site))
-    errors = prefix / "error.log"
-    checked = subprocess.run(
-        [binary, "-t", "-c", str(config), "-p", str(prefix), "-e", str(errors)],
-        capture_output=True,
-        text=True,
-    )
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(
-        [binary, "-c", str(config), "-p", str(prefix), "-e", str(errors)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process)
-    except RuntimeError:
-        raise RuntimeError(errors.read_text()) from None
-    return Nginx(process, port, prefix)
+    return nginxproc.start_nginx(nginx_binary(), prefix, site, port)
 
 
 @pytest.fixture(scope="module")
@@ -160,23 +77,12 @@ def backends(static_root):
         server.stop()
 
 
-def upstream_block(backends: list[Daphne]) -> str:
-    servers = "\n".join(f"        server 127.0.0.1:{b.port};" for b in backends)
-    return f"    upstream streamsite {{\n{servers}\n    }}\n"
-
-
 @pytest.fixture(scope="module")
 def nginx(backends, static_root, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("nginx")
-    locations = replaced(
-        (DEPLOY / "nginx-locations.conf").read_text(), PRODUCTION_STATIC_ROOT, f"{static_root}/"
-    )
-    (prefix / "locations.conf").write_text(locations)
+    (prefix / "locations.conf").write_text(nginxproc.locations(static_root))
     port = free_port()
-    site = upstream_block(backends) + (
-        f"    server {{\n        listen 127.0.0.1:{port};\n"
-        f"        include {prefix / 'locations.conf'};\n    }}\n"
-    )
+    site = nginxproc.site([b.port for b in backends], port, prefix / "locations.conf")
     server = start_nginx(prefix, site, port)
     yield server
     server.stop()
@@ -281,7 +187,7 @@ def test_the_production_site_redirects_to_https_and_serves_wss(backends, acme_fe
     site = (DEPLOY / "nginx.conf").read_text()
     backend_lines = "".join(f"    server 127.0.0.1:{b.port};\n" for b in backends)
     for old, new in [
-        ("    server 127.0.0.1:8001;\n    server 127.0.0.1:8002;\n", backend_lines),
+        ("    server 127.0.0.1:8001;\n", backend_lines),
         ("    listen [::]:80;\n", ""),
         ("    listen [::]:443 ssl http2;\n", ""),
         ("listen 80;", f"listen 127.0.0.1:{http_port};"),
@@ -328,16 +234,9 @@ def test_behind_nginx_the_address_cap_counts_the_client_not_the_address_it_claim
         env=server_env(SERVE_STATIC="0", MAX_CONNECTIONS_PER_ADDRESS="2"),
     )  # fmt: skip
     wait_for_port(port, process)
-    locations = replaced(
-        (DEPLOY / "nginx-locations.conf").read_text(), PRODUCTION_STATIC_ROOT, f"{static_root}/"
-    )
-    (tmp_path / "locations.conf").write_text(locations)
+    (tmp_path / "locations.conf").write_text(nginxproc.locations(static_root))
     nginx_port = free_port()
-    site = (
-        f"    upstream streamsite {{\n        server 127.0.0.1:{port};\n    }}\n"
-        f"    server {{\n        listen 127.0.0.1:{nginx_port};\n"
-        f"        include {tmp_path / 'locations.conf'};\n    }}\n"
-    )
+    site = nginxproc.site([port], nginx_port, tmp_path / "locations.conf")
     proxy = start_nginx(tmp_path, site, nginx_port)
     feed = acme_feed.feed
     url = f"ws://127.0.0.1:{nginx_port}/ws/feeds/{feed.uuid}/?key={feed.share_key}"

@@ -10,6 +10,7 @@ import inspect
 import json
 import pprint
 import re
+import socket
 import uuid
 
 from autobahn.websocket import protocol as autobahn_protocol
@@ -305,3 +306,18 @@ def test_autobahns_per_connection_debug_pformat_is_computed_only_when_logged():
     assert autobahn_protocol.pformat is server_module._LazyPformat
     settings_log = [("openHandshakeTimeout", 30, "WebSocketServerFactory")]
     assert f"{autobahn_protocol.pformat(settings_log)}" == pprint.pformat(settings_log)
+
+
+def test_daphnes_fd_option_adopts_an_inherited_ipv4_listening_socket():
+    """--processes hands each child the supervisor's socket as ``--fd N``: Daphne turns
+    it into ``fd:fileno=N``, parsed by the Twisted plugin Daphne ships, which adopts
+    every descriptor as AF_INET (its ``domain`` is not converted: IPv4 only)."""
+    from daphne.endpoints import build_endpoint_description_strings
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
+
+    (description,) = build_endpoint_description_strings(file_descriptor=7)
+    assert description == "fd:fileno=7"
+    endpoint = serverFromString(reactor, description)
+    assert isinstance(endpoint, AdoptedStreamServerEndpoint)
+    assert (endpoint.fileno, endpoint.addressFamily) == (7, socket.AF_INET)
