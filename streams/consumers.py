@@ -239,25 +239,16 @@ class FeedPublishConsumer(LiveConsumer):
                 await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[services.PublishFrame]) -> None:
-        """The tenant's samples_per_second first (one Redis call): frames over it are refused."""
-        tenant = self.producer.tenant
-        granted = await quotas.take_samples(
-            tenant, [len(frame.inputs) for frame in batch], rate=self._samples_per_second
-        )
-        if granted:
-            await self._store_batch(batch[:granted])
-        if granted < len(batch):
-            refusal = encode(quotas.samples_refusal(tenant).frame())
-            for _ in batch[granted:]:
-                await self.send_text(refusal)
-
-    async def _store_batch(self, batch: list[services.PublishFrame]) -> None:
-        # One write per frame, so that a frame the feed refuses is refused alone.
+        # One write per frame, so that a frame the feed refuses is refused alone; the
+        # writer asks the tenant's samples_per_second for them first (streams/ingest.py).
         writer = IngestWriter.current()
-        outcomes = await asyncio.gather(
-            *(writer.submit(self.producer.feed, frame.inputs, frame.ids) for frame in batch),
-            return_exceptions=True,
+        futures = writer.submit_counted(
+            self.producer.feed,
+            [(frame.inputs, frame.ids) for frame in batch],
+            tenant=self.producer.tenant,
+            rate=self._samples_per_second,
         )
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
         failures = [
             o
             for o in outcomes

@@ -10,6 +10,12 @@ samples; with one quiet publisher it is simply one transaction per frame.
 Each write is one frame and has a future of its own: a frame the feed refuses
 (services.SampleRejected) fails its own future and nobody else's; an error of
 the database itself fails every future of that transaction.
+
+The tenants' samples_per_second is asked here too, for everything queued at
+once, just before each transaction: one Redis round trip per group commit
+(tenants.quotas.take_samples_many) instead of one per socket batch. A frame
+over the quota fails its future with a ``quota_exceeded`` SampleRejected and
+never reaches the transaction.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.db import close_old_connections
 
 from streams import services
 from streams.models import Feed
 from streams.services import SampleRejected, StoredSamples, Values, Write
+from tenants import quotas
+from tenants.models import Tenant
 
 # Samples per transaction: big enough to amortise the commit, small enough that
 # one batch never holds feed locks for long.
@@ -42,8 +51,23 @@ def _append_many(writes: list[Write]) -> list[StoredSamples | SampleRejected]:
         close_old_connections()
 
 
-# One frame waiting to be written: its feed, values, publish ids and future.
-Queued = tuple[Feed, Values, Sequence[str] | None, "asyncio.Future[StoredSamples]"]
+@dataclass(eq=False)  # each ask is itself (compared by identity)
+class _Ask:
+    """Frames submitted together that ask for their tenant's samples_per_second together."""
+
+    quota: quotas.SamplesAsk
+    granted: int | None = None  # how many of them (in order) the quota let through
+
+
+# One frame waiting to be written: its feed, values, publish ids and future, and
+# the ask it belongs to with its index there (None: not counted against a quota).
+Queued = tuple[
+    Feed, Values, Sequence[str] | None, "asyncio.Future[StoredSamples]", _Ask | None, int
+]
+
+
+def _undecided(ask: _Ask | None) -> bool:
+    return ask is not None and ask.granted is None
 
 
 class IngestWriter:
@@ -73,34 +97,98 @@ class IngestWriter:
         durable (and broadcast after commit), or SampleRejected if the feed refused this
         frame, or the database's error."""
         future: asyncio.Future[StoredSamples] = asyncio.get_running_loop().create_future()
-        self._queue.append((feed, values, ids, future))
+        self._queue.append((feed, values, ids, future, None, 0))
+        self._start()
+        return future
+
+    def submit_counted(
+        self,
+        feed: Feed,
+        frames: Sequence[tuple[Values, Sequence[str] | None]],
+        *,
+        tenant: Tenant,
+        rate: int,
+    ) -> list[asyncio.Future[StoredSamples]]:
+        """Queue one socket's frames (values and ids) against the tenant's samples_per_second
+        at ``rate``: they are granted in order while tokens last, and a frame over it fails
+        with a ``quota_exceeded`` SampleRejected (nothing stored). Otherwise as ``submit``."""
+        loop = asyncio.get_running_loop()
+        ask = _Ask(quotas.SamplesAsk(tenant, rate, [len(values) for values, _ in frames]))
+        futures: list[asyncio.Future[StoredSamples]] = []
+        for index, (values, ids) in enumerate(frames):
+            futures.append(loop.create_future())
+            self._queue.append((feed, values, ids, futures[-1], ask, index))
+        self._start()
+        return futures
+
+    def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ingest-writer")
-        return future
+
+    async def _admit(self) -> None:
+        """Ask the quota for every frame queued that has not asked yet (one round trip),
+        and refuse, out of the queue, the frames it does not grant."""
+        undecided: dict[int, _Ask] = {}
+        for *_, ask, _ in self._queue:
+            if ask is not None and ask.granted is None:
+                undecided.setdefault(id(ask), ask)
+        asks = list(undecided.values())
+        if not asks:
+            return
+        try:
+            granted = await quotas.take_samples_many([ask.quota for ask in asks])
+        except Exception as exc:  # not Redis (quotas fails open), a bug: fail these frames
+            for *_, future, ask, _ in self._queue:
+                if id(ask) in undecided and not future.done():
+                    future.set_exception(exc)
+            self._queue[:] = [queued for queued in self._queue if id(queued[4]) not in undecided]
+            return
+        for ask, count in zip(asks, granted, strict=True):
+            ask.granted = count
+        kept: list[Queued] = []
+        refusals: dict[int, SampleRejected] = {}
+        for queued in self._queue:
+            *_, future, ask, index = queued
+            if ask is None or ask.granted is None or index < ask.granted:
+                kept.append(queued)
+                continue
+            refusal = refusals.get(id(ask))
+            if refusal is None:
+                exceeded = quotas.samples_refusal(ask.quota.tenant)
+                refusal = refusals[id(ask)] = SampleRejected(
+                    "quota_exceeded", exceeded.message, limit=exceeded.limit
+                )
+            if not future.done():
+                future.set_exception(refusal)
+        self._queue[:] = kept
 
     async def _run(self) -> None:
         while self._queue:
+            await self._admit()
             batch: list[Queued] = []
             count = 0
-            while self._queue and (
-                not batch or count + len(self._queue[0][1]) <= MAX_BATCH_SAMPLES
+            # Frames queued while the quota was asked wait for the next pass.
+            while (
+                self._queue
+                and not _undecided(self._queue[0][4])
+                and (not batch or count + len(self._queue[0][1]) <= MAX_BATCH_SAMPLES)
             ):
                 batch.append(self._queue.pop(0))
                 count += len(batch[-1][1])
             self._writing = len(batch)
             try:
-                writes: list[Write] = [(feed, values, ids) for feed, values, ids, _ in batch]
+                writes: list[Write] = [(feed, values, ids) for feed, values, ids, *_ in batch]
                 results = await asyncio.get_running_loop().run_in_executor(
                     _executor, _append_many, writes
                 )
             except Exception as exc:
-                for *_, future in batch:
+                for _, _, _, future, _, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             finally:
                 self._writing = 0
-            for (*_, future), outcome in zip(batch, results, strict=True):
+            for (_, _, _, future, _, _), outcome in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, SampleRejected):

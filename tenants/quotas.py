@@ -18,7 +18,8 @@ the limit.
 - ``concurrent_uploads``, ``concurrent_exports``: slots in Redis across every
   process (streamsite/slots.py), held while the upload or export runs.
 - ``samples_per_second``: a token bucket in Redis per tenant, shared by all its
-  feeds and all processes (one second's worth of burst), asked once per batch.
+  feeds and all processes (one second's worth of burst), asked once per group
+  commit for every publish socket of the event loop (``take_samples_many``).
 """
 
 from __future__ import annotations
@@ -289,29 +290,38 @@ def upload_slot(tenant: Tenant) -> Iterator[None]:
 # -- samples per second -----------------------------------------------------------
 
 # A token bucket per tenant: ``rate`` tokens a second, at most ``rate`` saved up.
-# ARGV: rate, then the sample count of each frame in order. Frames are granted
-# in order while tokens last; the rest take nothing. Returns the number granted.
-# Redis's own clock, so that processes on several hosts agree.
+# ARGV: one or more asks, each ``rate, n, size_1 .. size_n`` (the sample count of
+# each of its n frames, in order). Asks are served in order, as if each were a
+# call of its own at the same instant: an ask's frames are granted in order
+# while tokens last, and the rest of that ask takes nothing. Returns the number
+# granted of each ask. Redis's own clock, so that processes on several hosts agree.
 _TAKE_SAMPLES = """
-local rate = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
 local tokens, stamp = tonumber(state[1]), tonumber(state[2])
-if tokens == nil or stamp == nil then
-  tokens, stamp = rate, now
-end
-tokens = math.min(rate, tokens + math.max(0, now - stamp) * rate)
-local granted = 0
-for i = 2, #ARGV do
-  local n = tonumber(ARGV[i])
-  if n > tokens then break end
-  tokens = tokens - n
-  granted = granted + 1
+local result = {}
+local i = 1
+while i <= #ARGV do
+  local rate, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  if tokens == nil or stamp == nil then
+    tokens, stamp = rate, now
+  end
+  tokens = math.min(rate, tokens + math.max(0, now - stamp) * rate)
+  stamp = now
+  local granted = 0
+  for j = 1, n do
+    local size = tonumber(ARGV[i + 1 + j])
+    if size > tokens then break end
+    tokens = tokens - size
+    granted = granted + 1
+  end
+  result[#result + 1] = granted
+  i = i + 2 + n
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
 redis.call('EXPIRE', KEYS[1], 60)
-return granted
+return result
 """
 
 
@@ -323,27 +333,70 @@ def samples_refusal(tenant: Tenant) -> QuotaExceeded:
     return _exceeded(tenant, "samples_per_second", limit_for(tenant, "samples_per_second"))
 
 
-async def take_samples(tenant: Tenant, sizes: Sequence[int], *, rate: int) -> int:
-    """How many of these frames (sample counts, in order) the tenant may publish now.
+@dataclass(frozen=True)
+class SamplesAsk:
+    """Frames of one publish socket asking for the tenant's samples_per_second together:
+    their sample counts, in order, and the limit the socket opened with."""
 
-    One Redis call for the whole batch. Fails open (all granted) without Redis.
+    tenant: Tenant
+    rate: int
+    sizes: Sequence[int]
+
+
+def _ask_args(asks: Sequence[SamplesAsk]) -> list[int]:
+    args: list[int] = []
+    for ask in asks:
+        args += [ask.rate, len(ask.sizes), *ask.sizes]
+    return args
+
+
+async def take_samples_many(asks: Sequence[SamplesAsk]) -> list[int]:
+    """How many frames of each ask (in order) may be published now.
+
+    Everything asked leaves in one round trip, one script call per tenant
+    whose asks are served in order: the same answers as one call per ask, one
+    after the other. The ingest writer asks once per group commit for every
+    socket of its event loop. Fails open (all granted) without Redis.
     """
-    if not sizes:
-        return 0
+    by_tenant: dict[int, list[int]] = {}
+    for index, ask in enumerate(asks):
+        by_tenant.setdefault(ask.tenant.pk, []).append(index)
+    granted = [len(ask.sizes) for ask in asks]
+    if not by_tenant:
+        return granted
     try:
         client = slots._async_client()
-        return int(await client.eval(_TAKE_SAMPLES, 1, _samples_key(tenant), rate, *sizes))
+        calls: list[tuple[list[int], list[str | int]]] = [
+            (
+                indexes,
+                [_samples_key(asks[indexes[0]].tenant), *_ask_args([asks[i] for i in indexes])],
+            )
+            for indexes in by_tenant.values()
+        ]
+        if len(calls) == 1:
+            answers = [await client.eval(_TAKE_SAMPLES, 1, *calls[0][1])]
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                for _, args in calls:
+                    pipe.eval(_TAKE_SAMPLES, 1, *args)
+                answers = await pipe.execute()
     except (redis.RedisError, OSError) as exc:
         log.warning("quotas: samples_per_second unavailable (%s); not counted", exc)
-        return len(sizes)
+        return granted
+    for (indexes, _), answer in zip(calls, answers, strict=True):
+        for index, count in zip(indexes, answer, strict=True):
+            granted[index] = int(count)
+    return granted
 
 
 def take_samples_sync(tenant: Tenant, count: int) -> bool:
-    """take_samples for one frame, from synchronous code (the HTTP publish view)."""
+    """Whether one frame of ``count`` samples may be published now, from synchronous code
+    (the HTTP publish view)."""
     rate = limit_for(tenant, "samples_per_second")
     try:
         client = hub.sync_client()
-        return bool(client.eval(_TAKE_SAMPLES, 1, _samples_key(tenant), rate, count))
+        (granted,) = client.eval(_TAKE_SAMPLES, 1, _samples_key(tenant), rate, 1, count)
+        return bool(granted)
     except (redis.RedisError, OSError) as exc:
         log.warning("quotas: samples_per_second unavailable (%s); not counted", exc)
         return True
