@@ -11,7 +11,10 @@ EXPIRY seconds.
 
 Counts are broadcast as ``presence`` frames, at most once a second per group
 per process: a thousand viewers arriving at once cause a few broadcasts, not
-a thousand (which would be a million frames).
+a thousand (which would be a million frames). A group of more than 1,000
+viewers is broadcast at most every count / 1,000 seconds
+(``PRESENCE_FRAMES_PER_SECOND``), so presence costs a process at most about
+1,000 frames a second per group however big its audience.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import redis
 import redis.asyncio as aredis
 
 from streamsite import frames, hub
+from streamsite.batch import CommandBatch
 from streamsite.frames import encode
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,11 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 15.0
 EXPIRY_SECONDS = 45.0
 BROADCAST_EVERY_SECONDS = 1.0
+# A big audience hears its count less often: one broadcast of a group's count is
+# one frame to each of its viewers, so a process broadcasts a group at most every
+# max(1 s, count / 1,000 s): 10,000 viewers hear it every 10 s. While 10,000 viewers
+# connected, once-a-second counts were a fifth of the server's CPU.
+PRESENCE_FRAMES_PER_SECOND = 1000
 
 
 def _members_key(group: str) -> str:
@@ -51,10 +60,14 @@ def presence_frame(count: int) -> str:
 class Presence:
     """This event loop's view of its own connections (owned by streamsite.runtime.Runtime)."""
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis, batch: CommandBatch | None = None) -> None:
         self._redis = client
+        # Entries and departures share the loop's pipeline (streamsite.batch).
+        self._batch = batch or CommandBatch(client)
         self._local: dict[str, set[str]] = {}
         self._dirty: set[str] = set()
+        # When each group may be broadcast next (time.monotonic()).
+        self._next_broadcast: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -69,12 +82,15 @@ class Presence:
         member = uuid.uuid4().hex
         now = time.time()
         details = {**details, "since": now}
+        info = json.dumps(details)
+
+        def commands(pipe) -> None:
+            pipe.zadd(_members_key(group), {member: now})
+            pipe.hset(_info_key(group), member, info)
+            pipe.zcount(_members_key(group), now - EXPIRY_SECONDS, "+inf")
+
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(_members_key(group), {member: now})
-                pipe.hset(_info_key(group), member, json.dumps(details))
-                pipe.zcount(_members_key(group), now - EXPIRY_SECONDS, "+inf")
-                *_, count = await pipe.execute()
+            *_, count = await self._batch.send(commands, 3)
         except (redis.RedisError, OSError) as exc:
             log.warning("presence: enter %s failed (%s)", group, exc)
             count = 0
@@ -88,11 +104,13 @@ class Presence:
             members.discard(member)
             if not members:
                 del self._local[group]
+
+        def commands(pipe) -> None:
+            pipe.zrem(_members_key(group), member)
+            pipe.hdel(_info_key(group), member)
+
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(_members_key(group), member)
-                pipe.hdel(_info_key(group), member)
-                await pipe.execute()
+            await self._batch.send(commands, 2)
         except (redis.RedisError, OSError) as exc:
             log.info("presence: leave %s failed (%s); it expires by itself", group, exc)
         self._mark_dirty(group)
@@ -113,12 +131,27 @@ class Presence:
                 if time.monotonic() >= next_refresh:
                     await self._refresh()
                     next_refresh = time.monotonic() + REFRESH_SECONDS
+                    self._forget_broadcasts()
                 dirty, self._dirty = self._dirty, set()
+                now = time.monotonic()
                 for group in dirty:
+                    if self._next_broadcast.get(group, 0.0) > now:
+                        self._dirty.add(group)  # its turn comes
+                        continue
                     count = await count_watching(self._redis, group)
                     hub.publish(group, [(None, presence_frame(count))])
+                    self._next_broadcast[group] = now + max(
+                        BROADCAST_EVERY_SECONDS, count / PRESENCE_FRAMES_PER_SECOND
+                    )
             except (redis.RedisError, OSError) as exc:
                 log.warning("presence: update failed (%s)", exc)
+
+    def _forget_broadcasts(self) -> None:
+        """Drop the broadcast times of groups this process no longer holds or owes."""
+        now = time.monotonic()
+        for group, due in list(self._next_broadcast.items()):
+            if due <= now and group not in self._local and group not in self._dirty:
+                del self._next_broadcast[group]
 
     async def _refresh(self) -> None:
         now = time.time()

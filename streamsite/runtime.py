@@ -38,6 +38,7 @@ from django.conf import settings
 from streams.ingest import IngestWriter
 from streamsite import cluster as redis_cluster
 from streamsite import metrics
+from streamsite.batch import CommandBatch
 from streamsite.hub import Hub
 from streamsite.presence import Presence
 
@@ -91,7 +92,9 @@ class Runtime:
                 url, max_connections=PUBSUB_CONNECTIONS, timeout=None, socket_connect_timeout=2
             )
             self.hub = Hub(aredis.Redis(connection_pool=self._pubsub_pool))
-        self.presence = Presence(self.redis)
+        # Commands of one loop pass in one pipeline: caps and presence (streamsite/batch.py).
+        self.batch = CommandBatch(self.redis)
+        self.presence = Presence(self.redis, self.batch)
         self.ingest = IngestWriter()
         self.metrics = metrics.Flusher(self.redis)
 

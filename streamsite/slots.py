@@ -38,6 +38,7 @@ import redis.asyncio as aredis
 from django.conf import settings
 
 from streamsite import frames, hub, metrics
+from streamsite.batch import CommandBatch
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,14 @@ class Lease:
             return
         self._released = True
         _registry.discard(self)
+        keys, member = self.keys, self.member
+
+        def commands(pipe) -> None:
+            for key in keys:
+                pipe.zrem(key, member)
+
         try:
-            async with _async_client().pipeline(transaction=False) as pipe:
-                for key in self.keys:
-                    pipe.zrem(key, self.member)
-                await pipe.execute()
+            await _batch().send(commands, len(keys))
         except (redis.RedisError, OSError) as exc:
             log.info("slots: release failed (%s); they expire by themselves", exc)
 
@@ -148,7 +152,7 @@ async def claim(claims: list[Claim]) -> Lease:
     member = uuid.uuid4().hex
     keys, args = _script_args(claims, member)
     try:
-        full = await _async_client().eval(_CLAIM, len(keys), *keys, *args)
+        (full,) = await _batch().send(lambda pipe: pipe.eval(_CLAIM, len(keys), *keys, *args), 1)
     except (redis.RedisError, OSError) as exc:
         log.warning("slots: caps unavailable (%s); not counted", exc)
         return Lease((), member)
@@ -298,3 +302,10 @@ def _async_client() -> aredis.Redis:
     from streamsite.runtime import Runtime
 
     return Runtime.for_loop().redis
+
+
+def _batch() -> CommandBatch:
+    """This event loop's shared pipeline (claims and releases of many connections at once)."""
+    from streamsite.runtime import Runtime
+
+    return Runtime.for_loop().batch
