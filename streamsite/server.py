@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import pprint
 import socket
@@ -452,6 +453,30 @@ def check_daphne_args(args: list[str]) -> None:
         cli.parser.error("--processes: give -b and -p in full (--bind, --port)")
 
 
+# Container allocations between two collections of the youngest generation
+# (Python's default: 700). See _tune_garbage_collector.
+GC_YOUNGEST_THRESHOLD = 20_000
+
+
+def _tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a server holding thousands of connections.
+
+    Why: every handshake allocates a few hundred containers (Twisted's and
+    autobahn's protocol objects, Channels' consumer, tasks), so with Python's
+    defaults the collector ran every few handshakes and kept re-scanning the
+    objects of Django, Twisted and every open connection: in a reconnect storm
+    a fifth of the server's CPU. Everything alive once Django is loaded lives
+    for the whole process, so it is frozen out of collection (``gc.freeze``,
+    made for this), and the youngest generation is collected every 20,000
+    allocations instead of 700. Measured on ``bench/run.py --only storm``:
+    server CPU per handshake 2.80 ms, 2.62 with the freeze, 2.09 with both.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNGEST_THRESHOLD, middle, oldest)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if processes.requested(args):
@@ -472,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     from documents.parsing import warm
 
     warm()
+    _tune_garbage_collector()
     cli = CommandLineInterface()
     cli.server_class = functools.partial(
         StreamsiteServer,
