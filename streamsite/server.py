@@ -453,28 +453,19 @@ def check_daphne_args(args: list[str]) -> None:
         cli.parser.error("--processes: give -b and -p in full (--bind, --port)")
 
 
-# Container allocations between two collections of the youngest generation
-# (Python's default: 700). See _tune_garbage_collector.
-GC_YOUNGEST_THRESHOLD = 20_000
-
-
 def _tune_garbage_collector() -> None:
-    """Fewer, cheaper collections for a server holding thousands of connections.
+    """Freeze what is alive once Django is loaded out of the garbage collector.
 
-    Why: every handshake allocates a few hundred containers (Twisted's and
-    autobahn's protocol objects, Channels' consumer, tasks), so with Python's
-    defaults the collector ran every few handshakes and kept re-scanning the
-    objects of Django, Twisted and every open connection: in a reconnect storm
-    a fifth of the server's CPU. Everything alive once Django is loaded lives
-    for the whole process, so it is frozen out of collection (``gc.freeze``,
-    made for this), and the youngest generation is collected every 20,000
-    allocations instead of 700. Measured on ``bench/run.py --only storm``:
-    server CPU per handshake 2.80 ms, 2.62 with the freeze, 2.09 with both.
+    Why: every handshake allocates a few hundred containers, so the collector
+    runs every few handshakes, and each run re-scanned the objects of Django,
+    Twisted and the settings, which live for the whole process (``gc.freeze`` is
+    made for this). The collection thresholds stay Python's: raised to 20,000,
+    the connections of finished requests' threads (Django keeps them for
+    ``DATABASE_CONN_MAX_AGE``, and only the cyclic collector frees them once their
+    thread is gone) piled up until PostgreSQL refused new clients.
     """
     gc.collect()
     gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNGEST_THRESHOLD, middle, oldest)
 
 
 def main(argv: list[str] | None = None) -> None:
