@@ -247,6 +247,7 @@ class FeedPublishConsumer(LiveConsumer):
             [(frame.inputs, frame.ids) for frame in batch],
             tenant=self.producer.tenant,
             rate=self._samples_per_second,
+            source=self,
         )
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         failures = [

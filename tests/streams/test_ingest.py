@@ -103,3 +103,92 @@ async def test_a_database_error_fails_every_frame_of_its_transaction_and_the_nex
     assert all(type(o).__name__ == "OperationalError" for o in first)
     again = await writer.submit(coin, [(0, None)])
     assert [s.seq for s in again] == [1]
+
+
+# -- pacing: commits close together share the next one (INGEST_COMMIT_INTERVAL_MS) --
+
+
+def publish(writer: IngestWriter, feed, value: float, socket: object):
+    """One frame of one publish socket, as the publish consumer hands it over."""
+    (future,) = writer.submit_counted(
+        feed, [([(value, None)], None)], tenant=feed.tenant, rate=10_000, source=socket
+    )
+    return future
+
+
+async def test_frames_of_several_sockets_arriving_one_by_one_share_the_next_commit(
+    acme_feed, globex_feed, transactions, settings
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 300
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, b, c = object(), object(), object()
+    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
+    second = publish(writer, coin, 0, a)  # just after that commit: b may be about to send
+    await asyncio.sleep(0.05)
+    third = publish(writer, gauge, 2.5, c)  # a third socket, 50 ms later, joins it
+    results = await asyncio.gather(second, third)
+    assert transactions == [[1, 1], [1, 1]]
+    assert [[s.seq for s in r] for r in results] == [[2], [2]]
+
+
+async def test_a_commit_starts_at_once_when_every_active_socket_has_a_frame_waiting(
+    acme_feed, globex_feed, transactions, settings
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000  # waiting for the interval would time out
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, b = object(), object()
+    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
+    second = publish(writer, coin, 0, a)
+    await asyncio.sleep(0.05)
+    third = publish(writer, gauge, 2.5, b)
+    await asyncio.wait_for(asyncio.gather(second, third), 10)
+    assert transactions == [[1, 1], [1, 1]]
+
+
+async def test_a_lone_producer_waiting_for_each_ack_never_waits_for_the_interval(
+    acme_feed, transactions, settings
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
+    writer = IngestWriter()
+    coin, socket = acme_feed.feed, object()
+    for n in range(5):
+        await asyncio.wait_for(publish(writer, coin, n % 2, socket), 10)
+    assert transactions == [[1]] * 5
+
+
+async def test_a_socket_gone_quiet_is_not_waited_for(
+    acme_feed, globex_feed, transactions, settings, monkeypatch
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
+    monkeypatch.setattr(ingest, "PACE_ACTIVE_SECONDS", 0.2)
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, b = object(), object()
+    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
+    await asyncio.sleep(0.3)  # b has been quiet for longer than PACE_ACTIVE_SECONDS
+    await asyncio.wait_for(publish(writer, coin, 0, a), 10)
+    assert transactions == [[1, 1], [1]]
+
+
+async def test_a_full_window_of_frames_does_not_wait_for_the_interval(
+    acme_feed, globex_feed, transactions, settings
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, b = object(), object()
+    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
+    first = publish(writer, coin, 0, a)  # waits: b may be about to send
+    await asyncio.sleep(0.05)
+    window = writer.submit_counted(
+        coin,
+        [([(n % 2, None)], None) for n in range(ingest.PACE_FRAMES)],
+        tenant=coin.tenant,
+        rate=10_000,
+        source=a,
+    )
+    results = await asyncio.wait_for(asyncio.gather(first, *window), 10)
+    assert transactions == [[1, 1], [1] * (ingest.PACE_FRAMES + 1)]
+    assert [s.seq for r in results for s in r] == list(range(2, ingest.PACE_FRAMES + 3))
