@@ -563,6 +563,24 @@ def render(rows: list[Row], comparisons: list[Comparison], args: argparse.Namesp
     return "\n".join(lines)
 
 
+def with_changes(base: dict[str, dict[str, Any]], changes: list[str]) -> dict[str, dict[str, Any]]:
+    """A copy of ``base`` with each ``WORKLOAD.PARAM=N`` of ``changes`` applied (--set)."""
+    params = {workload: dict(p) for workload, p in base.items()}
+    for change in changes:
+        name, _, value = change.partition("=")
+        workload, _, param = name.partition(".")
+        if param not in params.get(workload, {}) or not value:
+            raise ValueError(f"--set {change}: not WORKLOAD.PARAM=N of a known parameter")
+        try:
+            params[workload][param] = int(value)
+        except ValueError:
+            try:
+                params[workload][param] = float(value)
+            except ValueError:
+                raise ValueError(f"--set {change}: {value!r} is not a number") from None
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description="Streamsite vs Tornado reference benchmark")
@@ -580,6 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="before each run, wait up to this long for the machine's CPU to go idle",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="WORKLOAD.PARAM=N",
+        help="change one workload parameter, e.g. storm.connections=10000 (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.argv = argv
     workloads = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -588,7 +613,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workload or target: {', '.join(unknown)}")
     raise_nofile_limit()
-    params = QUICK if args.quick else FULL
+    try:
+        params = with_changes(QUICK if args.quick else FULL, args.set)
+    except ValueError as exc:
+        parser.error(str(exc))
     rows = run_all(targets, workloads, params, args.procs, args.wait_quiet)
     # Table order: by workload, reference before Streamsite.
     order = {w: i for i, w in enumerate(WORKLOADS + list(INGEST_ROWS))}

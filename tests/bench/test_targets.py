@@ -7,7 +7,9 @@ the defaults they would measure refusals, not throughput.
 
 from __future__ import annotations
 
-from bench.run import FULL
+import pytest
+
+from bench.run import FULL, with_changes
 from bench.targets import BENCH_LIMITS
 from streamsite import settings as defaults
 
@@ -29,3 +31,13 @@ def test_the_bench_server_allows_every_workload_its_connections_feeds_and_rate()
     assert set(BENCH_LIMITS) >= {
         name for name in dir(defaults) if name.startswith(("QUOTA_", "MAX_CONNECTIONS_"))
     }
+
+
+def test_set_changes_one_parameter_of_a_copy_and_refuses_unknown_ones():
+    params = with_changes(FULL, ["storm.connections=10000", "fanout.rate=2.5"])
+    assert params["storm"]["connections"] == 10_000 and params["fanout"]["rate"] == 2.5
+    assert params["storm"]["in_flight"] == FULL["storm"]["in_flight"]
+    assert FULL["storm"]["connections"] == 5000  # the defaults are untouched
+    for bad in ["storm.nope=3", "storm.connections=many", "storm", "nope.x=1"]:
+        with pytest.raises(ValueError, match="--set"):
+            with_changes(FULL, [bad])
