@@ -11,14 +11,17 @@ Each write is one frame and has a future of its own: a frame the feed refuses
 (services.SampleRejected) fails its own future and nobody else's; an error of
 the database itself fails every future of that transaction.
 
-Commits are paced: while several publish sockets are active, one starts once
-``INGEST_COMMIT_INTERVAL_MS`` have passed since the previous one started. It
-starts at once when every socket heard from during the last
-``PACE_ACTIVE_SECONDS`` already has a frame waiting (nobody else is expected:
-a lone producer, windowed or waiting for each ack, never waits), or when
-``PACE_FRAMES`` frames wait. Frames from many small producers, arriving one by
-one, so share the next commit, and its transaction, quota call, publish round
-trip and thread hand-offs (a few ms of CPU) are paid once for all of them.
+Commits are paced: while other publish sockets submit at least
+``PACE_MIN_RATE`` frames a second between them (over the last
+``PACE_ACTIVE_SECONDS``), a commit starts once ``INGEST_COMMIT_INTERVAL_MS``
+have passed since the previous one started. It starts at once when every
+socket heard from in that time already has a frame waiting (nobody else is
+expected), or when ``PACE_FRAMES`` frames wait. So frames from many small
+producers, arriving one by one, share the next commit, and its transaction,
+quota call, publish round trip and thread hand-offs (a few ms of CPU) are paid
+once for all of them; a lone producer, windowed or waiting for each ack, never
+waits, nor does one beside a few quiet ones. Beside hundreds of busy sockets a
+producer that waits for each ack gets one commit per interval.
 
 The tenants' samples_per_second is asked here too, for everything queued at
 once, just before each transaction: one Redis round trip per group commit
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,8 +53,10 @@ from tenants.models import Tenant
 MAX_BATCH_SAMPLES = 2000
 # Frames waiting that start a commit before the pacing interval is over.
 PACE_FRAMES = 32
-# A socket that submitted this recently is expected to submit again: pacing waits for it.
+# A socket that submitted this recently is expected to submit again: pacing waits for it ...
 PACE_ACTIVE_SECONDS = 1.0
+# ... when the other sockets submitted at least this many times a second over that time.
+PACE_MIN_RATE = 100.0
 
 # Ingest has a database thread of its own (and so its own persistent
 # connection): asgiref's database_sync_to_async costs more per call than a
@@ -95,7 +101,8 @@ class IngestWriter:
         self._task: asyncio.Task[None] | None = None
         self._last_commit = -1e9  # time.monotonic() when the latest commit started
         self._enough = asyncio.Event()  # set once waiting for the interval is pointless
-        self._heard: dict[object, float] = {}  # socket -> time.monotonic() of its last submit
+        # (time.monotonic(), socket) of every submit of the last PACE_ACTIVE_SECONDS.
+        self._heard: deque[tuple[float, object]] = deque()
         self._expected = 0  # sockets a pacing wait is waiting for (0: not waiting)
         self._arrived: set[object] = set()  # sockets with frames queued, during a wait
 
@@ -141,7 +148,9 @@ class IngestWriter:
         for index, (values, ids) in enumerate(frames):
             futures.append(loop.create_future())
             self._queue.append((feed, values, ids, futures[-1], ask, index))
-        self._heard[source] = time.monotonic()
+        now = time.monotonic()
+        self._forget_before(now - PACE_ACTIVE_SECONDS)
+        self._heard.append((now, source))
         if self._expected:
             self._arrived.add(source)
             if len(self._arrived) >= self._expected:
@@ -192,17 +201,22 @@ class IngestWriter:
                 future.set_exception(refusal)
         self._queue[:] = kept
 
+    def _forget_before(self, moment: float) -> None:
+        heard = self._heard
+        while heard and heard[0][0] < moment:
+            heard.popleft()
+
     async def _pace(self) -> None:
         """Wait for the rest of the commit interval while other active sockets may still
         submit (see the module docstring)."""
         now = time.monotonic()
         wait = self._last_commit + settings.INGEST_COMMIT_INTERVAL_MS / 1000 - now
         if wait > 0 and len(self._queue) < PACE_FRAMES:
-            active = now - PACE_ACTIVE_SECONDS
-            self._heard = {s: t for s, t in self._heard.items() if t >= active}
+            self._forget_before(now - PACE_ACTIVE_SECONDS)
             arrived = {ask.source for *_, ask, _ in self._queue if ask is not None}
-            if len(arrived) < len(self._heard):
-                self._arrived, self._expected = arrived, len(self._heard)
+            others = [source for _, source in self._heard if source not in arrived]
+            if len(others) >= PACE_MIN_RATE * PACE_ACTIVE_SECONDS:
+                self._arrived, self._expected = arrived, len(arrived) + len(set(others))
                 self._enough.clear()
                 try:
                     await asyncio.wait_for(self._enough.wait(), wait)

@@ -116,35 +116,48 @@ def publish(writer: IngestWriter, feed, value: float, socket: object):
     return future
 
 
-async def test_frames_of_several_sockets_arriving_one_by_one_share_the_next_commit(
-    acme_feed, globex_feed, transactions, settings
+@pytest.fixture
+def busy(monkeypatch):
+    """Pacing from 5 frames a second of other sockets (PACE_MIN_RATE), so that ten
+    sockets which each sent a frame in the last second count as many busy ones."""
+    monkeypatch.setattr(ingest, "PACE_MIN_RATE", 5.0)
+
+
+async def _ten_sockets_publish(writer, coin, gauge) -> list[object]:
+    sockets = [object() for _ in range(10)]
+    await asyncio.gather(
+        *(publish(writer, (coin, gauge)[n % 2], n % 2, s) for n, s in enumerate(sockets))
+    )
+    return sockets
+
+
+async def test_frames_of_many_sockets_arriving_one_by_one_share_the_next_commit(
+    acme_feed, globex_feed, transactions, settings, busy
 ):
     settings.INGEST_COMMIT_INTERVAL_MS = 300
     writer = IngestWriter()
     coin, gauge = acme_feed.feed, globex_feed.feed
-    a, b, c = object(), object(), object()
-    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
-    second = publish(writer, coin, 0, a)  # just after that commit: b may be about to send
+    a, b, *_ = await _ten_sockets_publish(writer, coin, gauge)
+    second = publish(writer, coin, 0, a)  # just after that commit: the others may send too
     await asyncio.sleep(0.05)
-    third = publish(writer, gauge, 2.5, c)  # a third socket, 50 ms later, joins it
+    third = publish(writer, gauge, 2.5, b)  # 50 ms later, it joins the second
     results = await asyncio.gather(second, third)
-    assert transactions == [[1, 1], [1, 1]]
-    assert [[s.seq for s in r] for r in results] == [[2], [2]]
+    assert transactions == [[1] * 10, [1, 1]]
+    assert [[s.seq for s in r] for r in results] == [[6], [6]]
 
 
 async def test_a_commit_starts_at_once_when_every_active_socket_has_a_frame_waiting(
-    acme_feed, globex_feed, transactions, settings
+    acme_feed, globex_feed, transactions, settings, busy
 ):
     settings.INGEST_COMMIT_INTERVAL_MS = 60_000  # waiting for the interval would time out
     writer = IngestWriter()
     coin, gauge = acme_feed.feed, globex_feed.feed
-    a, b = object(), object()
-    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
-    second = publish(writer, coin, 0, a)
+    sockets = await _ten_sockets_publish(writer, coin, gauge)
+    first = publish(writer, coin, 1, sockets[0])
     await asyncio.sleep(0.05)
-    third = publish(writer, gauge, 2.5, b)
-    await asyncio.wait_for(asyncio.gather(second, third), 10)
-    assert transactions == [[1, 1], [1, 1]]
+    rest = [publish(writer, gauge, 1.5, s) for s in sockets[1:]]
+    await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+    assert transactions == [[1] * 10, [1] * 10]
 
 
 async def test_a_lone_producer_waiting_for_each_ack_never_waits_for_the_interval(
@@ -158,29 +171,41 @@ async def test_a_lone_producer_waiting_for_each_ack_never_waits_for_the_interval
     assert transactions == [[1]] * 5
 
 
-async def test_a_socket_gone_quiet_is_not_waited_for(
-    acme_feed, globex_feed, transactions, settings, monkeypatch
-):
-    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
-    monkeypatch.setattr(ingest, "PACE_ACTIVE_SECONDS", 0.2)
-    writer = IngestWriter()
-    coin, gauge = acme_feed.feed, globex_feed.feed
-    a, b = object(), object()
-    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
-    await asyncio.sleep(0.3)  # b has been quiet for longer than PACE_ACTIVE_SECONDS
-    await asyncio.wait_for(publish(writer, coin, 0, a), 10)
-    assert transactions == [[1, 1], [1]]
-
-
-async def test_a_full_window_of_frames_does_not_wait_for_the_interval(
+async def test_a_producer_beside_a_few_quiet_ones_never_waits_for_the_interval(
     acme_feed, globex_feed, transactions, settings
 ):
     settings.INGEST_COMMIT_INTERVAL_MS = 60_000
     writer = IngestWriter()
     coin, gauge = acme_feed.feed, globex_feed.feed
-    a, b = object(), object()
-    await asyncio.gather(publish(writer, coin, 1, a), publish(writer, gauge, 1.5, b))
-    first = publish(writer, coin, 0, a)  # waits: b may be about to send
+    fast, *quiet = [object() for _ in range(4)]
+    await asyncio.gather(*(publish(writer, gauge, 1.5, s) for s in quiet))
+    for n in range(5):  # the quiet ones send far less than PACE_MIN_RATE between them
+        await asyncio.wait_for(publish(writer, coin, n % 2, fast), 10)
+    assert transactions == [[1, 1, 1]] + [[1]] * 5
+
+
+async def test_sockets_gone_quiet_are_not_waited_for(
+    acme_feed, globex_feed, transactions, settings, busy, monkeypatch
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
+    monkeypatch.setattr(ingest, "PACE_ACTIVE_SECONDS", 0.2)
+    monkeypatch.setattr(ingest, "PACE_MIN_RATE", 5.0 / 0.2)  # still "ten sockets are busy"
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, *_ = await _ten_sockets_publish(writer, coin, gauge)
+    await asyncio.sleep(0.3)  # the others have been quiet for longer than PACE_ACTIVE_SECONDS
+    await asyncio.wait_for(publish(writer, coin, 0, a), 10)
+    assert transactions == [[1] * 10, [1]]
+
+
+async def test_a_full_window_of_frames_does_not_wait_for_the_interval(
+    acme_feed, globex_feed, transactions, settings, busy
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 60_000
+    writer = IngestWriter()
+    coin, gauge = acme_feed.feed, globex_feed.feed
+    a, *_ = await _ten_sockets_publish(writer, coin, gauge)
+    first = publish(writer, coin, 0, a)  # waits: the others may be about to send
     await asyncio.sleep(0.05)
     window = writer.submit_counted(
         coin,
@@ -190,5 +215,5 @@ async def test_a_full_window_of_frames_does_not_wait_for_the_interval(
         source=a,
     )
     results = await asyncio.wait_for(asyncio.gather(first, *window), 10)
-    assert transactions == [[1, 1], [1] * (ingest.PACE_FRAMES + 1)]
-    assert [s.seq for r in results for s in r] == list(range(2, ingest.PACE_FRAMES + 3))
+    assert transactions == [[1] * 10, [1] * (ingest.PACE_FRAMES + 1)]
+    assert [s.seq for r in results for s in r] == list(range(6, ingest.PACE_FRAMES + 7))
