@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,8 +101,10 @@ class IngestWriter:
         self._task: asyncio.Task[None] | None = None
         self._last_commit = -1e9  # time.monotonic() when the latest commit started
         self._enough = asyncio.Event()  # set once waiting for the interval is pointless
-        # (time.monotonic(), socket) of every submit of the last PACE_ACTIVE_SECONDS.
+        # (time.monotonic(), socket) of every submit of the last PACE_ACTIVE_SECONDS, and
+        # how many of them each socket made (so a pacing decision costs O(sockets queued)).
         self._heard: deque[tuple[float, object]] = deque()
+        self._submits: Counter[object] = Counter()
         self._expected = 0  # sockets a pacing wait is waiting for (0: not waiting)
         self._arrived: set[object] = set()  # sockets with frames queued, during a wait
 
@@ -151,6 +153,7 @@ class IngestWriter:
         now = time.monotonic()
         self._forget_before(now - PACE_ACTIVE_SECONDS)
         self._heard.append((now, source))
+        self._submits[source] += 1
         if self._expected:
             self._arrived.add(source)
             if len(self._arrived) >= self._expected:
@@ -202,9 +205,12 @@ class IngestWriter:
         self._queue[:] = kept
 
     def _forget_before(self, moment: float) -> None:
-        heard = self._heard
+        heard, submits = self._heard, self._submits
         while heard and heard[0][0] < moment:
-            heard.popleft()
+            _, source = heard.popleft()
+            submits[source] -= 1
+            if not submits[source]:
+                del submits[source]
 
     async def _pace(self) -> None:
         """Wait for the rest of the commit interval while other active sockets may still
@@ -214,9 +220,13 @@ class IngestWriter:
         if wait > 0 and len(self._queue) < PACE_FRAMES:
             self._forget_before(now - PACE_ACTIVE_SECONDS)
             arrived = {ask.source for *_, ask, _ in self._queue if ask is not None}
-            others = [source for _, source in self._heard if source not in arrived]
-            if len(others) >= PACE_MIN_RATE * PACE_ACTIVE_SECONDS:
-                self._arrived, self._expected = arrived, len(arrived) + len(set(others))
+            submits = self._submits
+            others = len(self._heard) - sum(
+                submits[source] for source in arrived if source in submits
+            )
+            if others >= PACE_MIN_RATE * PACE_ACTIVE_SECONDS:
+                self._arrived = arrived
+                self._expected = len(submits) + sum(1 for s in arrived if s not in submits)
                 self._enough.clear()
                 try:
                     await asyncio.wait_for(self._enough.wait(), wait)
