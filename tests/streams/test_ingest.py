@@ -217,3 +217,27 @@ async def test_a_full_window_of_frames_does_not_wait_for_the_interval(
     results = await asyncio.wait_for(asyncio.gather(first, *window), 10)
     assert transactions == [[1] * 10, [1] * (ingest.PACE_FRAMES + 1)]
     assert [s.seq for r in results for s in r] == list(range(6, ingest.PACE_FRAMES + 7))
+
+
+async def test_a_neighbours_frame_waits_at_most_one_interval_beside_a_busy_tenant(
+    acme_feed, globex_feed, transactions, settings, busy
+):
+    settings.INGEST_COMMIT_INTERVAL_MS = 300
+    writer = IngestWriter()
+    neighbour, hostile = acme_feed.feed, globex_feed.feed
+    sockets = await _ten_sockets_publish(writer, hostile, hostile)
+    stop = asyncio.Event()
+
+    async def keep_publishing(socket):  # each hostile socket sends again as soon as acked
+        while not stop.is_set():
+            await publish(writer, hostile, 1.5, socket)
+
+    floods = [asyncio.create_task(keep_publishing(s)) for s in sockets]
+    try:
+        await asyncio.sleep(0.1)
+        stored_frame = await asyncio.wait_for(publish(writer, neighbour, 1, object()), 1.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*floods)
+    assert [s.seq for s in stored_frame] == [1]
+    assert await asyncio.to_thread(stored, neighbour) == [(1, 1)]
