@@ -99,15 +99,22 @@ def healthz(port: int) -> int:
 
 
 def test_both_processes_accept_connections_on_the_one_port(supervised, acme_feed):
+    pids = {child.pid for child in supervised.children()}
+
     async def holders() -> list[int]:
+        # 30 at least; more (up to 100) while one process has taken them all, as the
+        # kernel may deal several in a row to an idle one.
         sockets = await open_viewers(viewer_url(supervised, acme_feed.feed), 30)
         try:
-            return [supervised.holder_of(client_port(s)) for s in sockets]
+            held = [supervised.holder_of(client_port(s)) for s in sockets]
+            while set(held) != pids and len(sockets) < 100:
+                sockets += await open_viewers(viewer_url(supervised, acme_feed.feed), 1)
+                held.append(supervised.holder_of(client_port(sockets[-1])))
+            return held
         finally:
             for s in sockets:
                 await s.close()
 
-    pids = {child.pid for child in supervised.children()}
     held = asyncio.run(holders())
     assert len(pids) == 2
     assert set(held) == pids, f"connections per pid: { {p: held.count(p) for p in pids} }"
@@ -122,9 +129,15 @@ def test_a_viewer_on_one_process_gets_samples_published_through_the_other(superv
             publish_url, additional_headers={"Authorization": f"Bearer {acme_feed.token}"}
         )
         publishing_pid = supervised.holder_of(client_port(producer))
-        viewers = await open_viewers(viewer_url(supervised, feed), 10)
-        others = [v for v in viewers if supervised.holder_of(client_port(v)) != publishing_pid]
-        assert others, "all 10 viewers landed on the publisher's process"
+        # The kernel deals connections to the processes as it likes (an idle one may
+        # take several in a row): open viewers until one lands on the other process.
+        viewers: list = []
+        others: list = []
+        while not others and len(viewers) < 100:
+            viewers += await open_viewers(viewer_url(supervised, feed), 1)
+            if supervised.holder_of(client_port(viewers[-1])) != publishing_pid:
+                others.append(viewers[-1])
+        assert others, f"all {len(viewers)} viewers landed on the publisher's process"
         for value in (1, 0, 1):
             await producer.send(json.dumps({"value": value}))
         acks = [json.loads(await producer.recv())["seq"] for _ in range(3)]
