@@ -161,9 +161,24 @@ FRAMES: dict[str, Any] = {
 }
 
 
+# One encoder for every frame: json.dumps with arguments builds a new JSONEncoder
+# per call, a fifth of the cost of encoding an ack.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode(frame: Mapping[str, Any]) -> str:
     """The one JSON encoding of a frame: compact, and never NaN or Infinity."""
-    return json.dumps(frame, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(frame)
+
+
+def _number(value: float | int) -> str:
+    """JSON text of a finite number, as json.dumps writes it (without its per-call set-up)."""
+    kind = type(value)
+    if kind is float:
+        return float.__repr__(value)
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value)
 
 
 # -- builders ----------------------------------------------------------------
@@ -180,8 +195,8 @@ def sample_text(*, seq: int, value: float | int, ts: float, stats_json: str) -> 
     reads back as a SampleFrame (tests/streamsite/test_frames.py).
     """
     return (
-        f'{{"type":"sample","seq":{seq},"value":{json.dumps(value)},'
-        f'"ts":{json.dumps(ts)},"stats":{stats_json}}}'
+        f'{{"type":"sample","seq":{seq},"value":{_number(value)},'
+        f'"ts":{_number(ts)},"stats":{stats_json}}}'
     )
 
 

@@ -170,3 +170,23 @@ def test_no_module_builds_a_frame_by_hand_or_imports_encode_from_elsewhere(path)
 
 def test_the_hand_built_frame_finder_finds_one():
     assert _hand_built_frames('x = 1\nsend({"type": "ack", "seq": 1})\n') == [2]
+
+
+def test_a_sample_frame_is_exactly_what_json_would_write():
+    stats = '{"n":3,"mean":0.5}'
+    for value in [0, 1, -7, 2**70, 0.1, -2.5e-300, 1.7976931348623157e308, 123456789.123]:
+        for ts in [0.0, 1764662400.123456, 1e-7]:
+            text = frames.sample_text(seq=9, value=value, ts=ts, stats_json=stats)
+            expected = json.dumps(
+                {"type": "sample", "seq": 9, "value": value, "ts": ts, "stats": json.loads(stats)},
+                separators=(",", ":"),
+            )
+            assert text == expected
+
+
+def test_encode_is_compact_and_refuses_nan():
+    assert frames.encode({"type": "ack", "seq": 1, "x": [1.5, None]}) == (
+        '{"type":"ack","seq":1,"x":[1.5,null]}'
+    )
+    with pytest.raises(ValueError):
+        frames.encode({"value": float("nan")})
