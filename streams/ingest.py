@@ -11,8 +11,8 @@ Each write is one frame and has a future of its own: a frame the feed refuses
 (services.SampleRejected) fails its own future and nobody else's; an error of
 the database itself fails every future of that transaction.
 
-Commits are paced: while other publish sockets submit at least
-``PACE_MIN_RATE`` frames a second between them (over the last
+Commits are paced: while other publish sockets hand over frames at least
+``PACE_MIN_RATE`` times a second between them (over the last
 ``PACE_ACTIVE_SECONDS``), a commit starts once ``INGEST_COMMIT_INTERVAL_MS``
 have passed since the previous one started. It starts at once when every
 socket heard from in that time already has a frame waiting (nobody else is
@@ -221,12 +221,10 @@ class IngestWriter:
             self._forget_before(now - PACE_ACTIVE_SECONDS)
             arrived = {ask.source for *_, ask, _ in self._queue if ask is not None}
             submits = self._submits
-            others = len(self._heard) - sum(
-                submits[source] for source in arrived if source in submits
-            )
+            others = len(self._heard) - sum(submits[source] for source in arrived)
             if others >= PACE_MIN_RATE * PACE_ACTIVE_SECONDS:
                 self._arrived = arrived
-                self._expected = len(submits) + sum(1 for s in arrived if s not in submits)
+                self._expected = len(submits.keys() | arrived)
                 self._enough.clear()
                 try:
                     await asyncio.wait_for(self._enough.wait(), wait)

@@ -253,8 +253,8 @@ METRICS_TOKEN = env_str("METRICS_TOKEN") or ""
 
 # Largest HTTP publish body and publish-socket frame.
 PUBLISH_MAX_BYTES = env_int("PUBLISH_MAX_BYTES", 256 * 1024, minimum=1024)
-# Group commit pacing (streams/ingest.py): at most one commit of published samples
-# per this many ms per process; a frame after a quiet interval is written at once.
+# Group commit pacing (streams/ingest.py): while many publish sockets are busy, at
+# most one commit of published samples per this many ms per process (0: no pacing).
 INGEST_COMMIT_INTERVAL_MS = env_int("INGEST_COMMIT_INTERVAL_MS", 20, minimum=0)
 # Frames a publisher may send per second (sustained; twice that in a burst).
 PUBLISH_RATE_LIMIT = env_int("PUBLISH_RATE_LIMIT", 20_000, minimum=1)
