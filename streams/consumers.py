@@ -161,9 +161,11 @@ class FeedPublishConsumer(LiveConsumer):
             return
         self.producer = producer
         self._samples_per_second = quotas.limit_for(producer.tenant, "samples_per_second")
-        self._queue: deque[tuple[str, Any]] = deque()
-        self._queued_samples = 0
-        self._wake = asyncio.Event()
+        # Every frame not yet answered, in arrival order: [kind, payload, future];
+        # the future is set once the frame is handed to the writer.
+        self._unanswered: deque[list[Any]] = deque()
+        self._unsubmitted: list[list[Any]] = []
+        self._unanswered_samples = 0
         self._closing = False
 
         async def still_allowed() -> bool:
@@ -178,7 +180,6 @@ class FeedPublishConsumer(LiveConsumer):
         if not await self.watch.admit(self):
             return
         await self.accept()
-        self._writer = asyncio.create_task(self._write_loop())
 
     def _token(self) -> str | None:
         authorization = self.header(b"authorization") or ""
@@ -187,14 +188,32 @@ class FeedPublishConsumer(LiveConsumer):
         return self.query_param("token")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if len(self._queue) >= MAX_UNACKED_FRAMES or self._queued_samples >= MAX_UNACKED_SAMPLES:
-            await self.close(code=Close.TRY_AGAIN_LATER)
+        self.receive_now(text_data, bytes_data)  # under a server without take_messages
+
+    def receive_now(self, text: str | None, data: bytes | None) -> None:
+        """A frame, in the server's read: parsed, queued for the writer (handed over
+        once per read, so that frames read together are asked for and written
+        together), answered in order as their writes complete (``_answer``)."""
+        if self._closing:
             return
-        kind, payload = self._parse(text_data)
-        if kind == "values":
-            self._queued_samples += len(payload.inputs)
-        self._queue.append((kind, payload))
-        self._wake.set()
+        if (
+            len(self._unanswered) >= MAX_UNACKED_FRAMES
+            or self._unanswered_samples >= MAX_UNACKED_SAMPLES
+        ):
+            self._closing = True
+            self._unsubmitted.clear()
+            self.close_soon(Close.TRY_AGAIN_LATER)
+            return
+        kind, payload = self._parse(text)
+        entry = [kind, payload, None]
+        self._unanswered.append(entry)
+        if kind != "values":
+            self._answer()
+            return
+        self._unanswered_samples += len(payload.inputs)
+        if not self._unsubmitted:
+            asyncio.get_running_loop().call_soon(self._submit)
+        self._unsubmitted.append(entry)
 
     def _parse(self, text: str | None) -> tuple[str, Any]:
         if text is None:
@@ -211,60 +230,71 @@ class FeedPublishConsumer(LiveConsumer):
     async def disconnect(self, code: int) -> None:
         # Frames not yet handed to the writer are dropped: they were never
         # acknowledged, so the client resends them, and a closed (or cut-off)
-        # publisher must not keep writing long after it is gone. A batch already
-        # being written completes.
+        # publisher must not keep writing long after it is gone. Frames already
+        # handed over are written; their answers go nowhere.
         self._closing = True
-        if hasattr(self, "_wake"):
-            self._queue.clear()
-            self._wake.set()
+        if hasattr(self, "_unsubmitted"):
+            self._unsubmitted.clear()
         if self.watch is not None:
             await self.watch.stop()
 
-    async def _write_loop(self) -> None:
-        while not (self._closing and not self._queue):
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                kind, payload = self._queue[0]
-                if kind == "error":
-                    self._queue.popleft()
-                    await self.send_text(payload)
-                    continue
-                batch: list[services.PublishFrame] = []
-                count = 0
-                while self._queue and self._queue[0][0] == "values" and count < MAX_BATCH:
-                    batch.append(self._queue.popleft()[1])
-                    self._queued_samples -= len(batch[-1].inputs)
-                    count += len(batch[-1].inputs)
-                await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[services.PublishFrame]) -> None:
-        # One write per frame, so that a frame the feed refuses is refused alone; the
-        # writer asks the tenant's samples_per_second for them first (streams/ingest.py).
+    def _submit(self) -> None:
+        """Hand the frames read since the last call to the writer, MAX_BATCH samples
+        at a time. One write per frame, so that a frame the feed refuses is refused
+        alone; the writer asks the tenant's samples_per_second for them first
+        (streams/ingest.py)."""
+        frames, self._unsubmitted = self._unsubmitted, []
+        if self._closing:
+            return
         writer = IngestWriter.current()
-        futures = writer.submit_counted(
-            self.producer.feed,
-            [(frame.inputs, frame.ids) for frame in batch],
-            tenant=self.producer.tenant,
-            rate=self._samples_per_second,
-            source=self,
-        )
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        failures = [
-            o
-            for o in outcomes
-            if isinstance(o, BaseException) and not isinstance(o, services.SampleRejected)
-        ]
-        if failures:  # the database, not a frame: logged once for the batch
-            log.error(
-                "publisher of %s: write failed", self.producer.feed.uuid, exc_info=failures[0]
+        start = 0
+        while start < len(frames):
+            end, count = start, 0
+            while end < len(frames) and (end == start or count < MAX_BATCH):
+                count += len(frames[end][1].inputs)
+                end += 1
+            batch = frames[start:end]
+            futures = writer.submit_counted(
+                self.producer.feed,
+                [(entry[1].inputs, entry[1].ids) for entry in batch],
+                tenant=self.producer.tenant,
+                rate=self._samples_per_second,
+                source=self,
             )
-        for frame, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, services.SampleRejected):
-                await self.send_text(encode(outcome.frame()))
-            elif isinstance(outcome, BaseException):
-                await self.send_text(
-                    error_frame(ErrorCode.UNAVAILABLE, "not stored; send it again")
-                )
+            for entry, future in zip(batch, futures, strict=True):
+                entry[2] = future
+                future.add_done_callback(self._answered)
+            start = end
+
+    def _answered(self, _future: asyncio.Future[Any]) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        """Answer the frames at the head whose outcome is known, in arrival order:
+        an ack, the feed's refusal, or "unavailable" when the database failed."""
+        unanswered = self._unanswered
+        failure: BaseException | None = None
+        while unanswered:
+            kind, payload, future = unanswered[0]
+            if kind != "values":
+                unanswered.popleft()
+                self.send_now(payload)
+                continue
+            if future is None or not future.done():
+                break
+            unanswered.popleft()
+            self._unanswered_samples -= len(payload.inputs)
+            outcome = future.exception() if not future.cancelled() else asyncio.CancelledError()
+            if outcome is None:
+                self.send_now(encode(future.result().ack(values_frame=payload.is_values)))
+            elif isinstance(outcome, services.SampleRejected):
+                self.send_now(encode(outcome.frame()))
             else:
-                await self.send_text(encode(outcome.ack(values_frame=frame.is_values)))
+                failure = failure or outcome
+                self.send_now(error_frame(ErrorCode.UNAVAILABLE, "not stored; send it again"))
+        if failure is not None:  # the database, not a frame: logged once for those answered
+            log.error(
+                "publisher of %s: write failed",
+                self.producer.feed.uuid,
+                exc_info=(type(failure), failure, failure.__traceback__),
+            )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -55,6 +58,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
     _refused_frames = 0
     _slots: slots.Lease | None = None
     _revoked_early = False
+    _refusing = False  # a frame was refused with a close (receive_now's way in)
+    _steps: deque[Coroutine[Any, Any, None]] | None = None  # see _later
+    _stepper: asyncio.Task[None] | None = None
 
     # Limits on what a client may send; consumers that take input raise them.
     def max_frame_bytes(self) -> int:
@@ -104,9 +110,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await lease.release()
             await self.close()
             raise _Refused
+        self._take_messages()
         await super().accept(subprotocol, headers)
         self._counted_open = True
         metrics.inc("connections_open", kind=self.metrics_kind)
+        self._opened()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         if self._counted_open:
@@ -119,35 +127,83 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         """Size and rate limits before any parsing: abuse costs the abuser, not the others."""
-        metrics.inc("frames_in_total", kind=self.metrics_kind)
-        payload = message.get("text")
-        limit = self.max_frame_bytes()
-        if payload is not None:
-            # A character is at most 4 bytes of UTF-8: only frames near the limit are encoded.
-            size = len(payload) if len(payload) * 4 <= limit else len(payload.encode())
-        else:
-            size = len(message.get("bytes") or b"")
-        if size > limit:
-            await self.send_text(
-                error_frame(
-                    ErrorCode.TOO_LARGE, f"frames are limited to {self.max_frame_bytes()} bytes"
-                )
-            )
-            await self.close(code=Close.TOO_BIG)
+        refusal = self._refusal(message.get("text"), message.get("bytes"))
+        if refusal is not None:
+            answer, code = refusal
+            if answer is not None:
+                await self.send_text(answer)
+            if code is not None:
+                await self.close(code=code)
             return
+        await super().websocket_receive(message)
+
+    def _refusal(
+        self, text: str | None, data: bytes | None
+    ) -> tuple[str | None, int | None] | None:
+        """Count the frame and apply the socket's size and rate limits: None if it may
+        be handled, else the error frame to answer and the close code (either may be
+        None). Synchronous, so that both ways in (receive, receive_now) share it."""
+        metrics.inc("frames_in_total", kind=self.metrics_kind)
+        limit = self.max_frame_bytes()
+        if text is not None:
+            # A character is at most 4 bytes of UTF-8: only frames near the limit are encoded.
+            size = len(text) if len(text) * 4 <= limit else len(text.encode())
+        else:
+            size = len(data or b"")
+        if size > limit:
+            return error_frame(
+                ErrorCode.TOO_LARGE, f"frames are limited to {limit} bytes"
+            ), Close.TOO_BIG
         if self._bucket is None:
             rate = self.frames_per_second()
             self._bucket = TokenBucket(rate, 2 * rate)
         if not self._bucket.take():
             self._refused_frames += 1
             if self._refused_frames > self._bucket.burst:
-                await self.close(code=Close.POLICY)
-            else:
-                await self.send_text(
-                    error_frame(ErrorCode.RATE_LIMITED, "too many frames; slow down")
-                )
+                return None, Close.POLICY
+            return error_frame(ErrorCode.RATE_LIMITED, "too many frames; slow down"), None
+        return None
+
+    # -- receiving in the read itself (streamsite.server's take_messages) ----------
+
+    def receive_now(self, text: str | None, data: bytes | None) -> None:
+        """Consumers that define this get their frames here, synchronously, in the
+        server's read (after the limits), instead of through ``receive``."""
+        raise NotImplementedError
+
+    def _take_messages(self) -> None:
+        """Before the accept: frames read from then on go to receive_now, those that
+        arrive while the accept completes held until it has (see accept)."""
+        take = (self.scope.get("extensions") or {}).get("streamsite.take_messages")
+        if take is None or type(self).receive_now is LiveConsumer.receive_now:
             return
-        await super().websocket_receive(message)
+        self._early: list[tuple[str | None, bytes | None]] | None = []
+        take(self._message_now)
+
+    def _message_now(self, text: str | None, data: bytes | None) -> None:
+        early = self._early
+        if early is not None:
+            # autobahn reads what the client sent with its handshake as soon as the
+            # 101 is out, inside accept(): kept until the accept has finished.
+            early.append((text, data))
+            return
+        if self._refusing:
+            return  # closing for a refused frame: nothing after it is taken
+        refusal = self._refusal(text, data)
+        if refusal is None:
+            self.receive_now(text, data)
+            return
+        answer, code = refusal
+        if answer is not None:
+            self.send_now(answer)
+        if code is not None:
+            self._refusing = True
+            self.close_soon(code)
+
+    def _opened(self) -> None:
+        early, self._early = getattr(self, "_early", None), None
+        for text, data in early or ():
+            self._message_now(text, data)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Why override AsyncConsumer.__call__, which Channels documents no hook
@@ -196,6 +252,37 @@ class LiveConsumer(AsyncWebsocketConsumer):
             write(websocket_frame(text))
         else:
             await self.base_send({"type": "websocket.send", "text": text})
+
+    def send_now(self, text: str) -> None:
+        """send_text from synchronous code: written at once (our server), else sent in
+        order by one task (any other ASGI server)."""
+        if self.write_frame is not None:
+            metrics.inc("frames_out_total", kind=self.metrics_kind)
+            self.write_frame(websocket_frame(text))
+        else:
+            self._later(self.send_text(text))
+
+    def close_soon(self, code: int) -> None:
+        """close() from synchronous code, after what send_now has sent."""
+        self._later(self.close(code=code))
+
+    def _later(self, step: Coroutine[Any, Any, None]) -> None:
+        # One task runs the steps in order (a send then a close stay in that order).
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = deque()
+        steps.append(step)
+        if len(steps) == 1:
+            self._stepper = asyncio.get_running_loop().create_task(self._run_steps(steps))
+
+    async def _run_steps(self, steps: deque[Coroutine[Any, Any, None]]) -> None:
+        while steps:
+            try:
+                await steps[0]
+            except Exception:
+                log.exception("%s: a deferred send or close failed", self.scope.get("path"))
+            finally:
+                del steps[0]
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         # ASGI's close code is an int; autobahn refuses an int subclass (frames.Close).

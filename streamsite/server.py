@@ -71,11 +71,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 import os
 import pprint
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +98,10 @@ ActionLogger = Callable[[str, str, dict[str, Any]], None]
 PROTOCOL_CLOSE_CODES = frozenset({1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
 _FRAMES_OUT = metrics.key("frames_out_total", "broadcast")
 _APPLICATION = "streamsite.asgi:application"
+# A consumer's handler of incoming messages (BoundedWebSocketProtocol.take_messages):
+# called with (text, None) or (None, bytes).
+MessageHandler = Callable[[str | None, bytes | None], None]
+log = logging.getLogger(__name__)
 
 
 class _LazyPformat:
@@ -158,6 +164,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     _too_slow = False
     _reading_paused = False
     _sock: socket.socket | None = None
+    _take: MessageHandler | None = None
 
     def onConnect(self, request):  # noqa: N802 (autobahn's name)
         # Fail a connection with a close frame naming the reason (1007 invalid
@@ -171,7 +178,36 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         self._unread_total = 0
         return super().onConnect(request)
 
+    def take_messages(self, handler: MessageHandler) -> None:
+        """Hand every later incoming message to ``handler``, at once, instead of
+        to the application's queue (``scope["extensions"]["streamsite.take_messages"]``).
+
+        The publish socket's fast path: Daphne would put each message in the
+        application's queue, wake the consumer's task and dispatch it through
+        Channels; here the consumer's handler runs in the read itself, as
+        Tornado's on_message does. The handler must not block; what it does
+        with a message is its own (it answers in order, bounds what it holds).
+        Everything else (connect, disconnect) still goes through the queue.
+        """
+        self._take = handler
+
     def onMessage(self, payload, isBinary):  # noqa: N802 (autobahn's name)
+        take = self._take
+        if take is not None:
+            if self.muted:
+                return
+            self.last_ping = time.time()  # as Daphne's onMessage: the client is alive
+            try:
+                if isBinary:
+                    take(None, payload)
+                else:
+                    take(payload.decode("utf8"), None)
+            except Exception:
+                # A bug in a handler must not take the reactor down with it.
+                log.exception("websocket message handler failed; closing the connection")
+                self._take = None
+                self.sendCloseFrame(code=int(Close.UNAVAILABLE), isReply=False)
+            return
         super().onMessage(payload, isBinary)
         if self.muted:
             return
@@ -418,12 +454,14 @@ class StreamsiteServer(daphne_server.Server):
         """Daphne's hook for every connection's application: the scope extensions go in here.
 
         WebSockets on our protocol get ``streamsite.write_frame`` (the prepared-frame
-        fast path); HTTP requests get ``streamsite.pending_bytes`` (event streams end
+        fast path) and ``streamsite.take_messages`` (incoming messages straight to
+        a handler); HTTP requests get ``streamsite.pending_bytes`` (event streams end
         a reader that falls too far behind, streams/views.py).
         """
         if isinstance(protocol, BoundedWebSocketProtocol):
             extensions = scope.setdefault("extensions", {})
             extensions["streamsite.write_frame"] = protocol.write_prepared
+            extensions["streamsite.take_messages"] = protocol.take_messages
         elif isinstance(protocol, WebRequest):
             extensions = scope.setdefault("extensions", {})
             extensions["streamsite.pending_bytes"] = functools.partial(
