@@ -241,6 +241,11 @@ class ShardedSubscription:
             raise got
         return got
 
+    async def read_messages(self, timeout: float) -> list[dict[str, Any]]:  # noqa: ASYNC109 (the hub's)
+        """The next message or confirmation, as a list (streamsite.pubsub's way)."""
+        message = await self.get_message(timeout)
+        return [] if message is None else [message]
+
     def _start_readers(self) -> None:
         for name, node_pubsub in self._pubsub.node_pubsub_mapping.items():
             reader = self._readers.get(name)

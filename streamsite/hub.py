@@ -45,11 +45,10 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import redis
-import redis.asyncio as aredis
 from django.conf import settings
 from redis.client import Pipeline
 
-from streamsite import cluster
+from streamsite import cluster, pubsub
 from streamsite.frames import encode, websocket_frame
 
 log = logging.getLogger(__name__)
@@ -287,14 +286,14 @@ class Subscriber(Protocol):
 class Hub:
     """The one Redis subscription of this event loop (owned by streamsite.runtime.Runtime)."""
 
-    def __init__(self, client: aredis.Redis | cluster.AsyncRedisCluster) -> None:
-        # PubSub takes a connection out of the client's pool at its first SUBSCRIBE
-        # and keeps it; the runtime gives it a pool of its own (streamsite/runtime.py).
-        # On a cluster, one connection per node that owns a subscribed group's slot.
-        self._pubsub: aredis.client.PubSub | cluster.ShardedSubscription = (
-            cluster.ShardedSubscription(client)
-            if isinstance(client, cluster.AsyncRedisCluster)
-            else client.pubsub()
+    def __init__(self, redis_at: str | cluster.AsyncRedisCluster) -> None:
+        # One connection of its own to a single Redis (``redis_at`` is its URL,
+        # streamsite.pubsub); on a cluster (a cluster client), one connection per node
+        # that owns a subscribed group's slot.
+        self._pubsub: pubsub.Subscription | cluster.ShardedSubscription = (
+            cluster.ShardedSubscription(redis_at)
+            if isinstance(redis_at, cluster.AsyncRedisCluster)
+            else pubsub.Subscription(redis_at)
         )
         self._groups: dict[str, set[Subscriber]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
@@ -406,21 +405,22 @@ class Hub:
                         # A quiet group hears nothing: the ping's answer shows that the
                         # subscription is alive (/healthz reads _last_heard).
                         await self._pubsub.ping()
-                    message = await self._pubsub.get_message(timeout=1.0)
+                    messages = await self._pubsub.read_messages(timeout=1.0)
                 except (redis.RedisError, OSError) as exc:
                     if self._connected:
                         log.warning("hub: lost Redis (%s); reconnecting", exc)
                     self._connected = False
                     await asyncio.sleep(0.5)
                     continue
-                if message is None:
+                if not messages:
                     continue
                 self._last_heard = time.monotonic()
-                kind = message["type"]
-                if kind == "message":
-                    await self._deliver(message["channel"], message["data"])
-                elif kind == "subscribe":
-                    await self._confirmed(message["channel"].decode()[len(CHANNEL_PREFIX) :])
+                for message in messages:
+                    kind = message["type"]
+                    if kind == "message":
+                        await self._deliver(message["channel"], message["data"])
+                    elif kind == "subscribe":
+                        await self._confirmed(message["channel"].decode()[len(CHANNEL_PREFIX) :])
         finally:
             # Nobody left to tell; the next join starts a reader that finds out afresh.
             self._connected = True

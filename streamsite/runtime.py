@@ -11,7 +11,7 @@ The pool is a ``BlockingConnectionPool``: a burst waits for a connection
 (at most ``REDIS_POOL_TIMEOUT_SECONDS``) instead of failing. It holds at most
 ``REDIS_POOL_SIZE`` connections, for commands. Pub/sub needs a connection of
 its own for as long as anything is subscribed, so the hub's subscription has
-one dedicated connection beside the pool (a pool of one, so a burst of
+one dedicated connection beside the pool (streamsite.pubsub, so a burst of
 commands can never take it): at most ``REDIS_POOL_SIZE + 1`` connections per
 event loop, whatever arrives.
 
@@ -69,7 +69,6 @@ class Runtime:
         cluster: bool = False,
     ):
         self.pool: aredis.BlockingConnectionPool | None = None
-        self._pubsub_pool: aredis.BlockingConnectionPool | None = None
         self._cluster: redis_cluster.WaitingRedisCluster | None = None
         self._hub_cluster: redis_cluster.WaitingRedisCluster | None = None
         if cluster:
@@ -87,11 +86,8 @@ class Runtime:
         else:
             self.pool = connection_pool(url, size=pool_size, timeout=pool_timeout)
             self.redis = aredis.Redis(connection_pool=self.pool)
-            # No socket timeout on the subscription: it is quiet between messages.
-            self._pubsub_pool = aredis.BlockingConnectionPool.from_url(
-                url, max_connections=PUBSUB_CONNECTIONS, timeout=None, socket_connect_timeout=2
-            )
-            self.hub = Hub(aredis.Redis(connection_pool=self._pubsub_pool))
+            # The subscription is a connection of its own (streamsite.pubsub).
+            self.hub = Hub(url)
         # Commands of one loop pass in one pipeline: caps and presence (streamsite/batch.py).
         self.batch = CommandBatch(self.redis)
         self.presence = Presence(self.redis, self.batch)
@@ -147,8 +143,7 @@ class Runtime:
         self.metrics.stop()
         await self.hub.close()
         await self.redis.aclose()
-        for pool in (self.pool, self._pubsub_pool):
-            if pool is not None:
-                await pool.disconnect()
+        if self.pool is not None:
+            await self.pool.disconnect()
         if self._hub_cluster is not None:
             await self._hub_cluster.aclose()

@@ -82,6 +82,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from autobahn import util as autobahn_util
+from autobahn.twisted import websocket as autobahn_twisted_websocket
 from autobahn.websocket import protocol as autobahn_protocol
 from daphne import server as daphne_server
 from daphne.cli import CommandLineInterface
@@ -104,27 +106,36 @@ MessageHandler = Callable[[str | None, bytes | None], None]
 log = logging.getLogger(__name__)
 
 
-class _LazyPformat:
-    """``pprint.pformat(value)``, computed only if a log line is actually rendered."""
+class _Lazy:
+    """``function(value)`` as text, computed only if a log line is actually rendered."""
 
-    __slots__ = ("value",)
+    __slots__ = ("function", "value")
 
-    def __init__(self, value: object) -> None:
-        self.value = value
+    def __init__(self, function: Callable[[Any], str], value: object) -> None:
+        self.function, self.value = function, value
 
     def __str__(self) -> str:  # str.format calls it too
-        return pprint.pformat(self.value)
+        return self.function(self.value)
 
 
-def _defer_autobahns_debug_pformat() -> None:
-    # Why: autobahn's WebSocketProtocol._connectionMade pretty-prints its ~40
-    # settings for a debug log line on every connection, before the logger can
-    # drop it: 12% of the server's CPU in a reconnect storm. The module's own
-    # name ``pformat`` is given a lazy twin (pinned by test_server_contract).
-    autobahn_protocol.pformat = _LazyPformat  # type: ignore[assignment]
+def _lazily(function: Callable[[Any], str]) -> Callable[[Any], _Lazy]:
+    return functools.partial(_Lazy, function)
 
 
-_defer_autobahns_debug_pformat()
+def _defer_autobahns_debug_formatting() -> None:
+    # Why: autobahn builds the arguments of its debug log lines before the logger
+    # can drop them: at every connection it pretty-prints its ~40 settings (12% of
+    # the server's CPU in a reconnect storm), and at every read it styles the
+    # method's and peer's names (``hltype``, ``hlval``: a fifth of the time Twisted
+    # and autobahn take to read a publisher's frame). The modules' own names get
+    # lazy twins (pinned by test_server_contract); autobahn passes them only to log calls.
+    autobahn_protocol.pformat = _lazily(pprint.pformat)  # type: ignore[assignment]
+    for module in (autobahn_protocol, autobahn_twisted_websocket):
+        module.hltype = _lazily(autobahn_util.hltype)  # type: ignore[attr-defined]
+        module.hlval = _lazily(autobahn_util.hlval)  # type: ignore[attr-defined]
+
+
+_defer_autobahns_debug_formatting()
 
 
 def pending_bytes(transport: object) -> int:

@@ -13,6 +13,8 @@ import re
 import socket
 import uuid
 
+from autobahn import util as autobahn_util
+from autobahn.twisted import websocket as autobahn_twisted_websocket
 from autobahn.websocket import protocol as autobahn_protocol
 from daphne import http_protocol, ws_protocol
 from daphne import server as daphne_server
@@ -298,14 +300,29 @@ def test_websocket_protocol_attributes_we_rely_on_are_there():
         assert f"self.{attribute}" in autobahn_source, attribute
 
 
-def test_autobahns_per_connection_debug_pformat_is_computed_only_when_logged():
+def test_autobahns_debug_log_arguments_are_computed_only_when_logged():
     # autobahn pretty-prints its settings for a debug line at every connection
-    # (12% of a reconnect storm's CPU); streamsite.server makes its pformat lazy.
+    # (12% of a reconnect storm's CPU) and styles names for one at every read;
+    # streamsite.server makes pformat, hltype and hlval lazy in its modules.
     source = inspect.getsource(autobahn_protocol.WebSocketProtocol._connectionMade)
     assert "pformat(configAttrLog)" in source
-    assert autobahn_protocol.pformat is server_module._LazyPformat
     settings_log = [("openHandshakeTimeout", 30, "WebSocketServerFactory")]
-    assert f"{autobahn_protocol.pformat(settings_log)}" == pprint.pformat(settings_log)
+    lazy = autobahn_protocol.pformat(settings_log)
+    assert isinstance(lazy, server_module._Lazy)
+    assert f"{lazy}" == pprint.pformat(settings_log)
+    read = inspect.getsource(autobahn_twisted_websocket.WebSocketAdapterProtocol.dataReceived)
+    assert "func=hltype(self.dataReceived)" in read and "peer=hlval(self.peer)" in read
+    for module in (autobahn_protocol, autobahn_twisted_websocket):
+        for name in ("hltype", "hlval"):
+            lazy = getattr(module, name)(len)
+            assert isinstance(lazy, server_module._Lazy), (module.__name__, name)
+            assert f"{lazy}" == getattr(autobahn_util, name)(len)
+        # Only ever a keyword argument (of log calls): a lazy value can't be added to a string.
+        source = inspect.getsource(module)
+        uses = list(re.finditer(r"\b(hltype|hlval)\(", source))
+        assert uses, module.__name__
+        for use in uses:
+            assert source[: use.start()].endswith("="), source[use.start() - 60 : use.end()]
 
 
 def test_daphnes_fd_option_adopts_an_inherited_ipv4_listening_socket():
