@@ -193,8 +193,9 @@ class FeedPublishConsumer(LiveConsumer):
     def receive_now(self, text: str | None, data: bytes | None) -> None:
         """A frame, in the server's read: parsed, queued for the writer (handed over
         once per read, so that frames read together are asked for and written
-        together), answered in order as their writes complete (``_answer``)."""
-        if self._closing:
+        together), answered in order as their writes complete (``_answer``). Nothing
+        is taken once the socket is closing (streamsite.live: a limit, a revocation)."""
+        if self._closing or self._refusing:
             return
         if (
             len(self._unanswered) >= MAX_UNACKED_FRAMES

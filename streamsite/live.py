@@ -58,7 +58,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     _refused_frames = 0
     _slots: slots.Lease | None = None
     _revoked_early = False
-    _refusing = False  # a frame was refused with a close (receive_now's way in)
+    _refusing = False  # closing (a refused frame, a revocation): receive_now takes no more
     _steps: deque[Coroutine[Any, Any, None]] | None = None  # see _later
     _stepper: asyncio.Task[None] | None = None
 
@@ -285,6 +285,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 del steps[0]
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Once the server closes (a limit, a revocation), receive_now takes nothing more.
+        self._refusing = True
         # ASGI's close code is an int; autobahn refuses an int subclass (frames.Close).
         if isinstance(code, int) and not isinstance(code, bool):
             code = int(code)

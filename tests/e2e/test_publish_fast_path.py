@@ -11,6 +11,7 @@ import time
 import pytest
 
 from streams.models import Sample
+from streams.services import producer_token_rotate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -125,3 +126,21 @@ def test_a_frame_over_the_limit_is_refused_and_nothing_after_it_is_stored(
     assert answers[1] == {"close": 1009}
     time.sleep(0.5)  # the first frame's write, if it was handed over, has committed
     assert _stored(feed) in ([], [(1, 1.0)])
+
+
+def test_once_revoked_a_publisher_stores_nothing_more(daphne, acme_feed):
+    feed = acme_feed.feed
+    wire = _Wire(daphne.port, f"/ws/feeds/{feed.uuid}/publish/", acme_feed.token, ["1"])
+    try:
+        assert wire.answers(1) == [{"type": "ack", "seq": 1}]
+        producer_token_rotate(producer=acme_feed.producer)
+        revoked = wire.answers(1)
+        # The client has not seen the close yet and keeps publishing.
+        wire.sock.sendall(b"".join(_client_frame("0") for _ in range(5)))
+        rest = wire.answers(1)
+    finally:
+        wire.close()
+    assert revoked[0]["type"] == "error" and revoked[0]["error"] == "revoked"
+    assert rest == [{"close": 4403}]
+    time.sleep(0.5)
+    assert _stored(feed) == [(1, 1.0)]
