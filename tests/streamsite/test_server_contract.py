@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import pprint
+import random
 import re
 import socket
 import uuid
@@ -323,6 +324,44 @@ def test_autobahns_debug_log_arguments_are_computed_only_when_logged():
         assert uses, module.__name__
         for use in uses:
             assert source[: use.start()].endswith("="), source[use.start() - 60 : use.end()]
+
+
+def test_small_frames_are_unmasked_as_autobahn_would():
+    # streamsite.server replaces autobahn's create_xor_masker (the module's own name)
+    # for frames up to SMALL_FRAME_BYTES; larger frames keep autobahn's own.
+    source = inspect.getsource(autobahn_protocol.WebSocketProtocol.processData)
+    assert "self.current_frame_masker = create_xor_masker(" in source
+    assert autobahn_protocol.create_xor_masker is server_module._create_xor_masker
+    own = server_module._autobahns_xor_masker
+    rng = random.Random(7)
+    for size in (1, 3, 4, 5, 20, 127, 128, 1000, 4096, 4097, 70_000):
+        mask, data = rng.randbytes(4), rng.randbytes(size)
+        ours = autobahn_protocol.create_xor_masker(mask, size)
+        assert isinstance(ours, server_module._SmallXorMasker) == (
+            size <= server_module.SMALL_FRAME_BYTES
+        )
+        # autobahn feeds a frame's payload in pieces as it arrives: the mask carries on.
+        cuts = sorted(rng.sample(range(1, size), min(3, size - 1))) if size > 1 else []
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, size], strict=True)]
+        assert b"".join(ours.process(piece) for piece in pieces) == own(mask, size).process(data)
+        assert ours.pointer() == size
+        ours.reset()
+        assert ours.pointer() == 0 and ours.process(data) == own(mask, size).process(data)
+
+
+def test_a_message_is_handed_over_as_autobahns_on_message_end_does():
+    # BoundedWebSocketProtocol.onMessageEnd is autobahn's without the "message"
+    # event (a Deferred per message for observers nobody registers): same steps.
+    source = inspect.getsource(autobahn_protocol.WebSocketProtocol.onMessageEnd)
+    for step in (
+        "if not self.failedByMe:",
+        'payload = b"".join(self.message_data)',
+        "self._onMessage(payload, self.message_is_binary)",
+        'self.fire("message"',
+        "self.message_data = None",
+    ):
+        assert step in source, step
+    assert BoundedWebSocketProtocol._listeners is None  # no observers unless registered
 
 
 def test_daphnes_fd_option_adopts_an_inherited_ipv4_listening_socket():
