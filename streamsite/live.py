@@ -59,6 +59,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     _slots: slots.Lease | None = None
     _revoked_early = False
     _refusing = False  # closing (a refused frame, a revocation): receive_now takes no more
+    # Frames read while accept() completes, held until it has (receive_now's way in).
+    _early: list[tuple[str | None, bytes | None]] | None = None
     _steps: deque[Coroutine[Any, Any, None]] | None = None  # see _later
     _stepper: asyncio.Task[None] | None = None
 
@@ -177,18 +179,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         take = (self.scope.get("extensions") or {}).get("streamsite.take_messages")
         if take is None or type(self).receive_now is LiveConsumer.receive_now:
             return
-        self._early: list[tuple[str | None, bytes | None]] | None = []
+        self._early = []
         take(self._message_now)
 
     def _message_now(self, text: str | None, data: bytes | None) -> None:
         early = self._early
         if early is not None:
-            # autobahn reads what the client sent with its handshake as soon as the
-            # 101 is out, inside accept(): kept until the accept has finished.
+            # autobahn reads on as soon as the 101 is out, inside accept(): a frame
+            # read then waits for the accept to finish, so that frames keep their order.
             early.append((text, data))
             return
         if self._refusing:
-            return  # closing for a refused frame: nothing after it is taken
+            return  # the server is closing (a refused frame, a revocation)
         refusal = self._refusal(text, data)
         if refusal is None:
             self.receive_now(text, data)
@@ -201,7 +203,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.close_soon(code)
 
     def _opened(self) -> None:
-        early, self._early = getattr(self, "_early", None), None
+        early, self._early = self._early, None
         for text, data in early or ():
             self._message_now(text, data)
 
@@ -245,22 +247,25 @@ class LiveConsumer(AsyncWebsocketConsumer):
         return None
 
     async def send_text(self, text: str) -> None:
-        metrics.inc("frames_out_total", kind=self.metrics_kind)
-        write = self.write_frame
-        if write is not None:
-            # Straight to the socket (streamsite/server.py); same order as ASGI sends.
-            write(websocket_frame(text))
-        else:
+        if not self._written(text):
+            metrics.inc("frames_out_total", kind=self.metrics_kind)
             await self.base_send({"type": "websocket.send", "text": text})
 
     def send_now(self, text: str) -> None:
         """send_text from synchronous code: written at once (our server), else sent in
         order by one task (any other ASGI server)."""
-        if self.write_frame is not None:
-            metrics.inc("frames_out_total", kind=self.metrics_kind)
-            self.write_frame(websocket_frame(text))
-        else:
+        if not self._written(text):
             self._later(self.send_text(text))
+
+    def _written(self, text: str) -> bool:
+        """Straight to the socket (streamsite/server.py), in the order of ASGI sends;
+        False under a server without ``streamsite.write_frame``."""
+        write = self.write_frame
+        if write is None:
+            return False
+        metrics.inc("frames_out_total", kind=self.metrics_kind)
+        write(websocket_frame(text))
+        return True
 
     def close_soon(self, code: int) -> None:
         """close() from synchronous code, after what send_now has sent."""
