@@ -89,8 +89,9 @@ def _after_commit(group: str, items: list[tuple[int, str]], feed_uuid: str) -> N
 def _flush() -> None:
     messages, _pending.messages = getattr(_pending, "messages", None) or [], None
 
-    def count_samples(pipe) -> None:
-        for _, items, feed_uuid in messages:
-            metrics.count_samples(pipe, feed_uuid, len(items))
-
-    hub.publish_many([(group, items) for group, items, _ in messages], also=count_samples)
+    hub.publish_many(
+        [(group, items) for group, items, _ in messages],
+        counters=[
+            metrics.samples_counter(feed_uuid, len(items)) for _, items, feed_uuid in messages
+        ],
+    )

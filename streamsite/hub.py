@@ -46,7 +46,6 @@ from typing import NamedTuple, Protocol
 
 import redis
 from django.conf import settings
-from redis.client import Pipeline
 
 from streamsite import cluster, pubsub
 from streamsite.frames import encode, websocket_frame
@@ -130,20 +129,22 @@ def sync_client() -> redis.Redis:
         return _sync_client
 
 
-def publish(
-    group: str,
-    items: Sequence[tuple[int | None, str]],
-    *,
-    also: Callable[[Pipeline], None] | None = None,
-) -> None:
+# A counter is (Redis key, amount, seconds the key lives after its last add):
+# INCRBY and EXPIRE, summed in the publisher thread and written at most every
+# COUNTERS_EVERY_SECONDS (and by flush), not once per publish.
+Counter = tuple[str, int, int]
+COUNTERS_EVERY_SECONDS = 1.0
+
+
+def publish(group: str, items: Sequence[tuple[int | None, str]]) -> None:
     """Send items to every process subscribed to the group (see publish_many)."""
-    publish_many([(group, items)], also=also)
+    publish_many([(group, items)])
 
 
 def publish_many(
     messages: Sequence[tuple[str, Sequence[tuple[int | None, str]]]],
     *,
-    also: Callable[[Pipeline], None] | None = None,
+    counters: Sequence[Counter] = (),
 ) -> None:
     """Queue messages for this process's publisher thread, which sends them in order.
 
@@ -151,10 +152,11 @@ def publish_many(
     committing thread (the one database thread of a Daphne process, say) goes
     back to work at once, and everything queued meanwhile leaves in one round
     trip. A lost publish only delays viewers, who fill the gap from the database.
+    ``counters`` are added to Redis counters (metrics) within a second.
     """
     messages = [(group, items) for group, items in messages if items]
-    if messages:
-        _publisher().put(messages, also)
+    if messages or counters:
+        _publisher().put(messages, counters)
 
 
 def live_events_problem(*, ping: bool = True) -> str | None:
@@ -179,7 +181,8 @@ def live_events_problem(*, ping: bool = True) -> str | None:
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until everything queued has been sent (producer commands call this on exit)."""
+    """Wait until everything queued, counters too, has been sent (producer commands call
+    this on exit)."""
     publisher = _the_publisher
     return publisher is None or publisher.drain(timeout)
 
@@ -190,46 +193,72 @@ def publisher_backlog() -> int:
     return 0 if publisher is None else publisher.backlog
 
 
+# What the publisher's queue holds: messages and counters, or _FLUSH_COUNTERS.
+_Put = tuple[list[tuple[str, Sequence[tuple[int | None, str]]]], Sequence[Counter]]
+_FLUSH_COUNTERS: _Put = ([], ())
+
+
 class _Publisher(threading.Thread):
-    """Sends what publish_many queued, in order, everything queued meanwhile in one pipeline.
+    """Sends what publish_many queued, in order, everything queued meanwhile in one write.
 
     ``drain`` is exact: it counts the puts not yet sent (incremented before an
-    item is queued, decremented after its pipeline ran), so a put that lands
+    item is queued, decremented after its batch was sent), so a put that lands
     while a batch is being sent keeps ``drain`` waiting. (An "idle" event set
     when the queue looked empty could be set just before such a put arrived.)
+
+    To one Redis, a batch is its PUBLISH commands written as RESP in one send,
+    their replies read back: redis-py's Pipeline cost ~25 us of Python per
+    command (its command stack, response callbacks and observability hooks),
+    most of this thread's time when every commit publishes to a few feeds
+    (docs/ARCHITECTURE.md, "Many small feeds"). The connection is redis-py's,
+    from the client's pool (connect, AUTH, TLS). On a cluster, the pipeline
+    splits the batch by node (SPUBLISH to each channel's slot).
     """
 
     def __init__(self, client: Callable[[], redis.Redis] | None = None) -> None:
         super().__init__(name="hub-publisher", daemon=True)
         self._client = client or sync_client
-        self._queue: queue.SimpleQueue[tuple[list, Callable[[Pipeline], None] | None]] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Put] = queue.SimpleQueue()
         self._outstanding = 0
         self._done = threading.Condition()
+        # Counters summed since they were last written: key -> [amount, ttl].
+        self._counters: dict[str, list[int]] = {}
+        self._counters_due = 0.0
+        self._last_client: redis.Redis | None = None
+        self._to_cluster = False
 
     @property
     def backlog(self) -> int:
         return self._outstanding
 
-    def put(self, messages: list, also: Callable[[Pipeline], None] | None) -> None:
+    def put(self, messages: list, counters: Sequence[Counter] = ()) -> None:
         with self._done:
             self._outstanding += 1
-        self._queue.put((messages, also))
+        self._queue.put((messages, counters))
 
     def drain(self, timeout: float) -> bool:
-        """True once every put so far has been sent (or failed to); False after ``timeout``."""
+        """True once every put so far, and the counters, have been sent (or failed to);
+        False after ``timeout``."""
+        with self._done:
+            self._outstanding += 1
+        self._queue.put(_FLUSH_COUNTERS)
         with self._done:
             return self._done.wait_for(lambda: self._outstanding == 0, timeout)
 
     def run(self) -> None:
         failing = False
         while True:
-            batch = [self._queue.get()]
+            # Summed counters are written within COUNTERS_EVERY_SECONDS even if nothing
+            # else is put: wake for them.
+            wait = max(0.0, self._counters_due - time.monotonic()) if self._counters else None
+            try:
+                batch = [self._queue.get(timeout=wait)]
+            except queue.Empty:
+                batch = []
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                self._send(batch)
+                sent = self._send(batch)
             except redis.RedisError as exc:
                 # Once per outage, not once per sample (a busy producer publishes
                 # hundreds of times a second): what is lost, viewers fill from the database.
@@ -237,26 +266,59 @@ class _Publisher(threading.Thread):
                     log.warning("hub: publish failed (%s); viewers will fill the gap", exc)
                 failing = True
             else:
-                if failing:
+                if failing and sent:
                     log.warning("hub: publishing again")
-                failing = False
+                failing = failing and not sent
             finally:
                 with self._done:
                     self._outstanding -= len(batch)
                     if self._outstanding == 0:
                         self._done.notify_all()
 
-    def _send(self, batch: list[tuple[list, Callable[[Pipeline], None] | None]]) -> None:
+    def _due_counters(self, batch: list[_Put]) -> list[tuple[str, int, int]]:
+        """Adds the batch's counters to the sums; returns the sums if they are due."""
+        counters = self._counters
+        for _, added in batch:
+            for key, amount, ttl in added:
+                summed = counters.get(key)
+                if summed is None:
+                    counters[key] = [amount, ttl]
+                else:
+                    summed[0] += amount
+        now = time.monotonic()
+        flushing = any(put is _FLUSH_COUNTERS for put in batch)
+        if not counters or (now < self._counters_due and not flushing):
+            return []
+        self._counters, self._counters_due = {}, now + COUNTERS_EVERY_SECONDS
+        return [(key, amount, ttl) for key, (amount, ttl) in counters.items()]
+
+    def _send(self, batch: list[_Put]) -> bool:
+        """Sends the batch's messages and the counters if due; False if there was nothing."""
+        counters = self._due_counters(batch)
+        messages = [message for messages, _ in batch for message in messages]
+        if not messages and not counters:
+            return False
         client = self._client()
-        with client.pipeline(transaction=False) as pipe:
-            # On a cluster the pipeline is split by node: each channel goes to its slot's.
-            send = pipe.spublish if cluster.is_cluster(client) else pipe.publish
-            for messages, also in batch:
+        if client is not self._last_client:  # isinstance against redis-py's ABCs is slow
+            self._last_client, self._to_cluster = client, cluster.is_cluster(client)
+        if self._to_cluster:
+            with client.pipeline(transaction=False) as pipe:
                 for group, items in messages:
-                    send(CHANNEL_PREFIX + group, encode_items(items))
-                if also is not None:
-                    also(pipe)
-            pipe.execute()
+                    pipe.spublish(CHANNEL_PREFIX + group, encode_items(items))
+                for key, amount, ttl in counters:
+                    pipe.incrby(key, amount)
+                    pipe.expire(key, ttl)
+                pipe.execute()
+            return True
+        commands = [
+            pubsub.command(b"PUBLISH", CHANNEL_PREFIX + group, encode_items(items))
+            for group, items in messages
+        ]
+        for key, amount, ttl in counters:
+            commands.append(pubsub.command(b"INCRBY", key, str(amount)))
+            commands.append(pubsub.command(b"EXPIRE", key, str(ttl)))
+        pubsub.send_commands(client, commands)
+        return True
 
 
 _the_publisher: _Publisher | None = None

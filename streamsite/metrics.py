@@ -72,15 +72,18 @@ def inc_shared(name: str, amount: int = 1) -> None:
         log.info("metrics: could not count %s (%s)", name, exc)
 
 
+# A minute's counter is read in the next minute (samples_last_full_minute).
+SAMPLES_KEY_TTL_SECONDS = 180
+
+
 def samples_key(feed_uuid: str, minute: int) -> str:
     return f"metrics:samples:{feed_uuid}:{minute}"
 
 
-def count_samples(pipe: redis.client.Pipeline, feed_uuid: str, amount: int) -> None:
-    """Add to the feed's per-minute sample counter inside the caller's pipeline."""
-    key = samples_key(feed_uuid, int(time.time() // 60))
-    pipe.incrby(key, amount)
-    pipe.expire(key, 180)
+def samples_counter(feed_uuid: str, amount: int) -> hub.Counter:
+    """``amount`` more samples in the feed's counter of this minute (for hub.publish_many,
+    which adds it within a second)."""
+    return samples_key(feed_uuid, int(time.time() // 60)), amount, SAMPLES_KEY_TTL_SECONDS
 
 
 def samples_last_full_minute(feed_uuid: str) -> int:

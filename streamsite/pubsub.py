@@ -8,7 +8,9 @@ many groups, that was a fifth of the event loop's time (docs/ARCHITECTURE.md,
 "Many small feeds"); hiredis's parser, fed by the loop's own protocol, reads
 every message of one socket read in one call. Commands stay with redis-py;
 this speaks only the subscriber's part of RESP: SUBSCRIBE, UNSUBSCRIBE, PING,
-AUTH, and the pushes Redis sends back. On a Redis Cluster the hub uses
+AUTH, and the pushes Redis sends back. (``send_commands`` is the one other
+raw path: pre-packed commands over a redis-py connection, for the
+publisher thread and the ingest quota.) On a Redis Cluster the hub uses
 streamsite.cluster.ShardedSubscription (redis-py's sharded PubSub) instead.
 
 Like redis-py, it reconnects by itself: once a read has raised because the
@@ -43,6 +45,41 @@ def command(*parts: str | bytes) -> bytes:
         data = part.encode() if isinstance(part, str) else part
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def send_commands(client: redis.Redis, commands: list[bytes]) -> list[Any]:
+    """Writes RESP commands (see ``command``) in one send on a connection of the client's
+    pool and returns their replies; raises the first error (a ResponseError too).
+
+    For the few hot paths that send the same small commands all the time (the hub's
+    publisher, the ingest writer's quota): redis-py's Pipeline costs ~25 us of Python
+    per command (its command stack, response callbacks and observability hooks).
+
+    A connection that fails mid-way is dropped (its replies would be out of
+    step). One found broken before anything was sent is tried once more, as
+    redis-py's default retry would; once sent, a command is never sent twice.
+    """
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        connection = pool.get_connection()  # connected (or raises ConnectionError)
+        sent = False
+        try:
+            connection.send_packed_command([b"".join(commands)])
+            sent = True
+            replies = [connection.read_response() for _ in commands]
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()
+            if sent or attempt == 2:
+                raise
+        except BaseException:
+            connection.disconnect()
+            raise
+        else:
+            return replies
+        finally:
+            pool.release(connection)
+
+    raise AssertionError("unreachable")  # the second attempt returns or raises
 
 
 class _Protocol(asyncio.Protocol):

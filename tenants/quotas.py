@@ -37,7 +37,7 @@ from django.db import connection
 from django.db.models import BigIntegerField, Sum
 from django.db.models.functions import Least
 
-from streamsite import cluster, frames, hub, metrics, slots
+from streamsite import cluster, frames, hub, metrics, pubsub, slots
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -350,13 +350,16 @@ def _ask_args(asks: Sequence[SamplesAsk]) -> list[int]:
     return args
 
 
-async def take_samples_many(asks: Sequence[SamplesAsk]) -> list[int]:
+def take_samples_many(asks: Sequence[SamplesAsk]) -> list[int]:
     """How many frames of each ask (in order) may be published now.
 
     Everything asked leaves in one round trip, one script call per tenant
     whose asks are served in order: the same answers as one call per ask, one
     after the other. The ingest writer asks once per group commit for every
-    socket of its event loop. Fails open (all granted) without Redis.
+    socket of its event loop, from its database thread, just before the
+    transaction; to one Redis the calls are written as RESP
+    (streamsite.pubsub.send_commands), since this is once per commit. Fails
+    open (all granted) without Redis.
     """
     by_tenant: dict[int, list[int]] = {}
     for index, ask in enumerate(asks):
@@ -364,22 +367,22 @@ async def take_samples_many(asks: Sequence[SamplesAsk]) -> list[int]:
     granted = [len(ask.sizes) for ask in asks]
     if not by_tenant:
         return granted
+    calls: list[tuple[list[int], list[str | int]]] = [
+        (
+            indexes,
+            [_samples_key(asks[indexes[0]].tenant), *_ask_args([asks[i] for i in indexes])],
+        )
+        for indexes in by_tenant.values()
+    ]
     try:
-        client = slots._async_client()
-        calls: list[tuple[list[int], list[str | int]]] = [
-            (
-                indexes,
-                [_samples_key(asks[indexes[0]].tenant), *_ask_args([asks[i] for i in indexes])],
-            )
-            for indexes in by_tenant.values()
-        ]
-        if len(calls) == 1:
-            answers = [await client.eval(_TAKE_SAMPLES, 1, *calls[0][1])]
+        client = hub.sync_client()
+        if cluster.is_cluster(client):  # each tenant's key on its own slot
+            answers = [client.eval(_TAKE_SAMPLES, 1, *args) for _, args in calls]
         else:
-            async with client.pipeline(transaction=False) as pipe:
-                for _, args in calls:
-                    pipe.eval(_TAKE_SAMPLES, 1, *args)
-                answers = await pipe.execute()
+            answers = pubsub.send_commands(
+                client,
+                [pubsub.command("EVAL", _TAKE_SAMPLES, "1", *map(str, args)) for _, args in calls],
+            )
     except (redis.RedisError, OSError) as exc:
         log.warning("quotas: samples_per_second unavailable (%s); not counted", exc)
         return granted

@@ -81,6 +81,37 @@ async def test_a_batch_is_cut_at_the_sample_limit_and_order_is_kept(
     assert [s.seq for r in results for s in r] == list(range(1, 10))
 
 
+async def test_a_socket_batch_cut_in_two_asks_the_quota_once_and_refuses_past_its_grant(
+    world, acme_feed, transactions, monkeypatch
+):
+    # Three frames of 3 samples against a budget of 7: 3 + 3 are granted, the third is
+    # refused. The sample limit cuts them into three transactions; the quota is asked
+    # with the first (for all three), and the refused frame never reaches a transaction.
+    from tenants import quotas
+
+    monkeypatch.setattr(ingest, "MAX_BATCH_SAMPLES", 4)
+    asked: list[list[list[int]]] = []
+    real = quotas.take_samples_many
+
+    def recording(asks):
+        asked.append([list(ask.sizes) for ask in asks])
+        return real(asks)
+
+    monkeypatch.setattr(quotas, "take_samples_many", recording)
+    writer = IngestWriter()
+    coin = acme_feed.feed
+    frames = [[1, 0, 1], [0, 1, 1], [1, 1, 1]]
+    futures = writer.submit_counted(
+        coin, [([(v, None) for v in values], None) for values in frames], tenant=world.acme, rate=7
+    )
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert asked == [[[3, 3, 3]]]
+    assert transactions == [[3], [3]]
+    assert [s.seq for s in outcomes[0]] + [s.seq for s in outcomes[1]] == list(range(1, 7))
+    assert isinstance(outcomes[2], SampleRejected) and outcomes[2].code == "quota_exceeded"
+    assert await asyncio.to_thread(stored, coin) == [(1, 1), (2, 0), (3, 1), (4, 0), (5, 1), (6, 1)]
+
+
 async def test_a_database_error_fails_every_frame_of_its_transaction_and_the_next_commits(
     acme_feed, monkeypatch
 ):

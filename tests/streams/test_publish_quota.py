@@ -114,13 +114,13 @@ def test_http_publish_over_the_rate_is_429_and_the_neighbour_is_acked(
     assert neighbour.status_code == 200 and neighbour.json()["seq"] == 20
 
 
-async def test_asks_in_one_group_commit_are_served_in_order_as_separate_calls_would_be(world):
+def test_asks_in_one_group_commit_are_served_in_order_as_separate_calls_would_be(world):
     # The ingest writer asks once per group commit for every socket queued:
     # the tenant's asks share its bucket in order; each ask stops at its first
     # frame over the budget; the neighbour's budget is its own.
     from tenants.quotas import SamplesAsk, take_samples_many
 
-    granted = await take_samples_many(
+    granted = take_samples_many(
         [
             SamplesAsk(world.acme, 1000, [600]),
             SamplesAsk(world.globex, 1000, [1000]),
@@ -132,6 +132,6 @@ async def test_asks_in_one_group_commit_are_served_in_order_as_separate_calls_wo
     assert granted == [1, 1, 1, 1]
     # acme spent 600 + 300 + 100: the 500 was refused, and the 100 after it in
     # its ask with it; nothing is left of either budget (half a second refills 500).
-    assert await take_samples_many(
+    assert take_samples_many(
         [SamplesAsk(world.acme, 1000, [500]), SamplesAsk(world.globex, 1000, [500])]
     ) == [0, 0]

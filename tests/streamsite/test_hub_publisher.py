@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+import uuid
 
 import pytest
 import redis
@@ -40,7 +42,8 @@ def listener(client):
 
 
 class GatedQueue:
-    """The publisher's queue, whose next ``put`` waits for ``opened`` before it enqueues."""
+    """The publisher's queue, whose next ``put`` once gated waits for ``opened`` before it
+    enqueues (later puts, such as drain's, go straight in)."""
 
     def __init__(self, inner: queue.SimpleQueue) -> None:
         self.inner = inner
@@ -50,12 +53,13 @@ class GatedQueue:
 
     def put(self, item) -> None:
         if self.gated:
+            self.gated = False
             self.putting.set()
             self.opened.wait(10)
         self.inner.put(item)
 
-    def get(self):
-        return self.inner.get()
+    def get(self, timeout=None):
+        return self.inner.get(timeout=timeout)
 
     def get_nowait(self):
         return self.inner.get_nowait()
@@ -69,20 +73,23 @@ def test_flush_waits_for_a_put_that_lands_while_the_previous_batch_is_finishing(
     queue empty after a batch, could set the event in between, and flush said done with
     the put still to send. Here the put begins while batch "a" is being sent and is
     queued only after that batch is done."""
-    publisher = _Publisher(lambda: client)
+    sending, sent = threading.Event(), threading.Event()
+    batches = iter([True])
+
+    def client_holding_the_first_batch() -> redis.Redis:  # runs in the publisher thread
+        if next(batches, False):
+            sending.set()
+            sent.wait(10)
+        return client
+
+    publisher = _Publisher(client_holding_the_first_batch)
     gate = GatedQueue(publisher._queue)
     publisher._queue = gate
     publisher.start()
-    sending, sent = threading.Event(), threading.Event()
-
-    def hold_the_batch(pipe) -> None:  # runs in the publisher thread, before execute
-        sending.set()
-        sent.wait(10)
-
-    publisher.put([("pub-test", [(None, '"a"')])], hold_the_batch)
+    publisher.put([("pub-test", [(None, '"a"')])])
     assert sending.wait(5)
     gate.gated = True
-    putter = threading.Thread(target=publisher.put, args=([("pub-test", [(None, '"b"')])], None))
+    putter = threading.Thread(target=publisher.put, args=([("pub-test", [(None, '"b"')])],))
     putter.start()
     assert gate.putting.wait(5)  # the put of "b" has begun; "b" is not queued yet
     sent.set()  # batch "a" goes out; the thread then finds the queue empty
@@ -100,7 +107,7 @@ def test_messages_leave_in_the_order_they_were_put_and_flush_covers_them_all(cli
     publisher = _Publisher(lambda: client)
     publisher.start()
     for n in range(200):
-        publisher.put([("pub-test", [(n, str(n))])], None)
+        publisher.put([("pub-test", [(n, str(n))])])
     assert publisher.drain(10)
     assert listener(200) == [str(n) for n in range(200)]
 
@@ -110,8 +117,46 @@ def test_a_failed_publish_still_counts_as_done_and_the_next_one_goes_out(client,
     clients = iter([broken, client])
     publisher = _Publisher(lambda: next(clients))
     publisher.start()
-    publisher.put([("pub-test", [(None, '"lost"')])], None)
+    publisher.put([("pub-test", [(None, '"lost"')])])
     assert publisher.drain(10)
-    publisher.put([("pub-test", [(None, '"sent"')])], None)
+    publisher.put([("pub-test", [(None, '"sent"')])])
     assert publisher.drain(10)
     assert listener(1) == ['"sent"']
+
+
+def test_counters_are_summed_and_written_within_a_second_or_at_flush(client, listener):
+    key = f"test:counter:{uuid.uuid4()}"
+    publisher = _Publisher(lambda: client)
+    publisher.start()
+    for n in range(50):
+        publisher.put([("pub-test", [(n, str(n))])], [(key, 2, 60)])
+    assert listener(50) == [str(n) for n in range(50)]  # messages never wait for counters
+    deadline = time.monotonic() + 5
+    while client.get(key) != b"100" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get(key) == b"100"
+    assert 0 < client.ttl(key) <= 60
+    publisher.put([], [(key, 5, 60)])
+    assert publisher.drain(5)  # flush writes what is summed at once
+    assert client.get(key) == b"105"
+    publisher.put([], [(key, 1, 60)])
+    publisher.put([], [(key, 1, 60)])
+    # Nothing else is put, and nobody flushes: the thread wakes for the counters itself.
+    deadline = time.monotonic() + 5
+    while client.get(key) != b"107" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get(key) == b"107"
+
+
+def test_a_reply_error_fails_that_batch_alone(client, listener):
+    """A command Redis refuses (here INCRBY on a string) fails its batch, which counts as
+    done; the connection stays usable and the next message goes out."""
+    key = f"test:counter:{uuid.uuid4()}"
+    client.set(key, "not a number")
+    publisher = _Publisher(lambda: client)
+    publisher.start()
+    publisher.put([], [(key, 1, 60)])
+    assert publisher.drain(5)
+    publisher.put([("pub-test", [(None, '"after"')])])
+    assert publisher.drain(5)
+    assert listener(1) == ['"after"']
