@@ -25,7 +25,6 @@ from streams.stats import (
 )
 from streamsite import frames
 from streamsite.control import access_changed
-from streamsite.frames import encode
 from tenants import quotas
 from tenants.models import Tenant
 from tenants.services import Actor, audit_record, shared_object_settings_update
@@ -493,7 +492,7 @@ def _numbered(
         for value, ts in values:
             accumulator.add(value)
             seq += 1
-            stats_json = encode(accumulator.summary())
+            stats_json = accumulator.summary_json()
             sample = Sample(
                 feed_id=feed.pk, seq=seq, value=value,
                 ts=now if ts is None else ts, stats_json=stats_json,
@@ -653,13 +652,13 @@ def feed_stats_recompute(
                 trial = accumulator.copy()
                 try:
                     trial.add(value)
-                    stats_json = encode(trial.summary())
+                    stats_json = trial.summary_json()
                     accumulator = trial
                 except (ValueError, ArithmeticError):
                     excluded += 1
                     if len(first_excluded) < 10:
                         first_excluded.append(seq)
-                    stats_json = encode(accumulator.summary())
+                    stats_json = accumulator.summary_json()
                 rewritten.append((stats_json, pk))
             if rewritten:
                 with connection.cursor() as cursor:

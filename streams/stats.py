@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from streamsite.frames import json_number
+
 PRIOR_ALPHA = 2
 PRIOR_BETA = 2
 _Z975 = 1.959963984540054  # standard normal 97.5% quantile
@@ -43,6 +45,7 @@ class Accumulator(Protocol):
     def copy(self) -> Accumulator: ...
     def state(self) -> dict[str, Any]: ...
     def summary(self) -> dict[str, Any]: ...
+    def summary_json(self) -> str: ...
     def problem(self) -> str | None: ...
 
 
@@ -227,6 +230,18 @@ class BinaryStats:
             "ci95": list(self._interval(a, b)),
         }
 
+    def summary_json(self) -> str:
+        """``encode(self.summary())``, written out: ingest computes it for every sample
+        (tests/streams/test_stats.py checks the two agree)."""
+        a, b, n, successes = self.alpha, self.beta, self.n, self.successes
+        lo, hi = self._interval(a, b)
+        return (
+            f'{{"n":{json_number(n)},"successes":{json_number(successes)},'
+            f'"failures":{json_number(n - successes)},"alpha":{json_number(a)},'
+            f'"beta":{json_number(b)},"mean":{json_number(round(a / (a + b), 6))},'
+            f'"ci95":[{json_number(lo)},{json_number(hi)}]}}'
+        )
+
 
 @dataclass
 class NumericStats:
@@ -299,6 +314,14 @@ class NumericStats:
             "min": self.min,
             "max": self.max,
         }
+
+    def summary_json(self) -> str:
+        """``encode(self.summary())``, written out (see BinaryStats.summary_json)."""
+        return (
+            f'{{"n":{json_number(self.n)},"mean":{json_number(self.mean)},'
+            f'"variance":{json_number(self.variance)},"min":{json_number(self.min)},'
+            f'"max":{json_number(self.max)}}}'
+        )
 
 
 def accumulator_for(kind: str, state: dict[str, Any] | None) -> BinaryStats | NumericStats:

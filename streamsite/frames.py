@@ -16,6 +16,7 @@ on what the real server sent).
 # No "from __future__ import annotations": TypedDict needs NotRequired evaluated to
 # tell optional fields from required ones (__optional_keys__, used by check()).
 import json
+import math
 from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Any, Literal, NotRequired, TypedDict, get_args, get_type_hints
@@ -171,14 +172,16 @@ def encode(frame: Mapping[str, Any]) -> str:
     return _ENCODER.encode(frame)
 
 
-def _number(value: float | int) -> str:
-    """JSON text of a finite number, as json.dumps writes it (without its per-call set-up)."""
-    kind = type(value)
-    if kind is float:
+def json_number(value: float | int | None) -> str:
+    """JSON text of a number (or None), exactly as ``encode`` writes it, without a
+    dict or an encoder pass: ValueError, as ``encode``, for NaN or an infinity."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
         return float.__repr__(value)
-    if kind is int:
+    if type(value) is int:
         return int.__repr__(value)
-    return json.dumps(value)
+    return _ENCODER.encode(value)
 
 
 # -- builders ----------------------------------------------------------------
@@ -195,8 +198,8 @@ def sample_text(*, seq: int, value: float | int, ts: float, stats_json: str) -> 
     reads back as a SampleFrame (tests/streamsite/test_frames.py).
     """
     return (
-        f'{{"type":"sample","seq":{seq},"value":{_number(value)},'
-        f'"ts":{_number(ts)},"stats":{stats_json}}}'
+        f'{{"type":"sample","seq":{seq},"value":{json_number(value)},'
+        f'"ts":{json_number(ts)},"stats":{stats_json}}}'
     )
 
 

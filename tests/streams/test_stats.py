@@ -156,3 +156,45 @@ def test_a_fresh_or_sound_state_has_no_problem():
     assert NumericStats().problem() is None
     assert BinaryStats(n=3, successes=2).problem() is None
     assert "successes" in BinaryStats(n=1, successes=2).problem()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0, 1]), max_size=400))
+def test_binary_summary_json_is_the_encoded_summary(values):
+    # Ingest stores summary_json() with every sample; viewers and replays read it as
+    # the summary: the two must be the same text, byte for byte.
+    stats = BinaryStats()
+    assert stats.summary_json() == encode(stats.summary())
+    for value in values:
+        stats.add(value)
+        twin = stats.copy()
+        assert stats.summary_json() == encode(twin.summary())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(10**6), 10**6),
+            st.floats(-NUMERIC_VALUE_LIMIT, NUMERIC_VALUE_LIMIT, allow_nan=False),
+        ),
+        max_size=50,
+    )
+)
+def test_numeric_summary_json_is_the_encoded_summary(values):
+    stats = NumericStats()
+    assert stats.summary_json() == encode(stats.summary())
+    for value in values:
+        stats.add(value)
+        assert stats.summary_json() == encode(stats.summary())
+    # From a stored state too (min and max come back from JSON as they were stored).
+    again = NumericStats.from_state(json.loads(json.dumps(stats.state())))
+    assert again.summary_json() == encode(again.summary())
+
+
+def test_summary_json_refuses_what_encode_refuses():
+    stats = NumericStats(n=2, mean=1.0, m2=math.inf, min=0.0, max=2.0)
+    with pytest.raises(ValueError):
+        encode(stats.summary())
+    with pytest.raises(ValueError):
+        stats.summary_json()
