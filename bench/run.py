@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import itertools
 import os
 import platform
 import subprocess
@@ -220,9 +221,7 @@ def run_all(
                     ]
             for workload in workloads:
                 count = rounds.get(workload, 1)
-                for number, target in (
-                    (number, target) for number in range(1, count + 1) for target in ready
-                ):
+                for number, target in itertools.product(range(1, count + 1), ready):
                     if quiet_wait:
                         busy = wait_until_quiet(quiet_wait)
                         if busy > 15:
